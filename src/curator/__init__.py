@@ -1,0 +1,3 @@
+"""curator: curate code pretraining data with learned classifiers."""
+
+__version__ = "0.1.0"

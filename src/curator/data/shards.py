@@ -1,0 +1,74 @@
+"""Labeled shards: the contract between labeling and training.
+
+A labeled shard is a parquet file with a row per file: `id`, `language`, `repo`, `path`, `content`,
+`quality` (1-5), `structured_data` (0-3), `content_type` (a full label-set name), `labeler`, `split`.
+Extra columns (such as a labeler's reasons) are allowed and carried along.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LABELED_COLUMNS = (
+    "id",
+    "language",
+    "repo",
+    "path",
+    "content",
+    "quality",
+    "structured_data",
+    "content_type",
+    "labeler",
+    "split",
+)
+SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def split_for_repo(repo: str, fractions: dict[str, float] = DEFAULT_SPLIT_FRACTIONS, salt: str = "") -> str:
+    """The split a repository belongs to, from a stable hash of its name.
+
+    Every file of a repository lands in the same split, so no repository straddles train and test, and the
+    assignment does not change when files are added or the order of rows changes.
+    """
+    digest = hashlib.sha1(f"{salt}{repo}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    edge = 0.0
+    for split in SPLITS:
+        edge += fractions.get(split, 0.0)
+        if u < edge:
+            return split
+    return SPLITS[-1]
+
+
+def check_labeled_table(table: pa.Table, where: str = "table") -> None:
+    missing = [c for c in LABELED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{where} is not a labeled shard: missing columns {missing}")
+
+
+def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write to a temporary name beside the target, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def labeled_files(root: str | Path, split: str | None = None) -> list[Path]:
+    """Labeled shard files under a folder: `<root>/<split>/*.parquet` if split folders exist, else all."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if split is not None and (root / split).is_dir():
+        root = root / split
+    files = sorted(root.rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no labeled shards (*.parquet) under {root}")
+    return files
