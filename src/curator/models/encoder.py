@@ -52,9 +52,16 @@ def build_encoder(
             ) from e
     if attn_implementation is not None:
         cfg._attn_implementation = attn_implementation
-    if pretrained and config is None:
-        return AutoModel.from_pretrained(path, config=cfg, add_pooling_layer=False)
-    return AutoModel.from_config(cfg, add_pooling_layer=False)
+    # BERT-style models carry a pooler we never use; models without one reject the argument.
+    for kwargs in ({"add_pooling_layer": False}, {}):
+        try:
+            if pretrained and config is None:
+                return AutoModel.from_pretrained(path, config=cfg, **kwargs)
+            return AutoModel.from_config(cfg, **kwargs)
+        except TypeError as e:
+            if "add_pooling_layer" not in str(e):
+                raise
+    raise AssertionError("unreachable")
 
 
 def build_tokenizer(name_or_path: str):

@@ -1,0 +1,140 @@
+"""Unpadded ("packed") inference for BERT- and RoBERTa-family encoders.
+
+A padded batch spends compute on padding; scoring a corpus whose files range from 20 to 1024 tokens would
+waste a large share of the GPU on it. Here the files of a batch are concatenated into one (total_tokens,)
+sequence with cumulative lengths `cu_seqlens`, every linear layer runs on real tokens only, and attention runs
+per file through Flash Attention's variable-length kernel (`torch.nn.attention.varlen.varlen_attn`, CUDA).
+On a CPU, or where that kernel is missing, attention falls back to one SDPA call per file: same function,
+slower, which is what the tests compare against the Hugging Face forward.
+
+The weights are the encoder's own (shared, not copied), so a trained checkpoint runs here unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from curator.models.classifier import CuratorClassifier
+
+try:  # torch >= 2.10 on CUDA
+    from torch.nn.attention.varlen import varlen_attn
+except ImportError:  # pragma: no cover - depends on the torch build
+    varlen_attn = None
+
+SUPPORTED_MODEL_TYPES = ("bert", "roberta")
+_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+
+
+def supports_packing(encoder: PreTrainedModel) -> bool:
+    cfg = encoder.config
+    return (
+        cfg.model_type in SUPPORTED_MODEL_TYPES
+        and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
+        and cfg.hidden_act in _ACTIVATIONS
+    )
+
+
+def position_ids_for(cu_seqlens: torch.Tensor, total: int, offset: int) -> torch.Tensor:
+    """Position of every packed token within its own file, plus the model's offset.
+
+    RoBERTa counts positions from padding_idx + 1 (its position table reserves the first rows), BERT from 0;
+    getting this wrong shifts every position embedding and silently changes the scores.
+    """
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+    starts = torch.repeat_interleave(cu_seqlens[:-1].long(), lengths, output_size=total)
+    return torch.arange(total, device=cu_seqlens.device) - starts + offset
+
+
+class PackedEncoder(nn.Module):
+    """Runs `encoder`'s layers on packed tokens; returns hidden states of shape (total_tokens, hidden)."""
+
+    def __init__(self, encoder: PreTrainedModel):
+        super().__init__()
+        if not supports_packing(encoder):
+            raise ValueError(
+                f"packed inference supports {SUPPORTED_MODEL_TYPES} encoders with absolute positions, "
+                f"got model_type={encoder.config.model_type!r}"
+            )
+        self.encoder = encoder
+        cfg = encoder.config
+        self.num_heads = cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.eps = cfg.layer_norm_eps
+        self.act = _ACTIVATIONS[cfg.hidden_act]
+        self.position_offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
+
+    def _attention(self, q, k, v, cu_seqlens, max_seqlen):
+        if varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+        out = torch.empty_like(q)
+        bounds = cu_seqlens.tolist()
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            # (L, H, D) -> (1, H, L, D) for SDPA, and back
+            qs, ks, vs = (t[start:end].transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+            out[start:end] = F.scaled_dot_product_attention(qs, ks, vs)[0].transpose(0, 1)
+        return out
+
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+        emb = self.encoder.embeddings
+        total = input_ids.shape[0]
+        positions = position_ids_for(cu_seqlens, total, self.position_offset)
+        x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) + emb.token_type_embeddings.weight[0]
+        x = emb.LayerNorm(x)
+        for layer in self.encoder.encoder.layer:
+            att = layer.attention.self
+            q = att.query(x).view(total, self.num_heads, self.head_dim)
+            k = att.key(x).view(total, self.num_heads, self.head_dim)
+            v = att.value(x).view(total, self.num_heads, self.head_dim)
+            a = self._attention(q, k, v, cu_seqlens, max_seqlen).reshape(total, -1)
+            out = layer.attention.output
+            x = out.LayerNorm(out.dense(a) + x)
+            h = self.act(layer.intermediate.dense(x))
+            x = layer.output.LayerNorm(layer.output.dense(h) + x)
+        return x
+
+
+def packed_pool(hidden: torch.Tensor, cu_seqlens: torch.Tensor, pooling: str) -> torch.Tensor:
+    """One vector per file from packed hidden states: its first token ('cls') or its mean ('mean')."""
+    starts = cu_seqlens[:-1].long()
+    if pooling == "cls":
+        return hidden[starts]
+    if pooling == "mean":
+        lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).long()
+        file_of_token = torch.repeat_interleave(torch.arange(len(lengths), device=hidden.device), lengths)
+        sums = torch.zeros(len(lengths), hidden.shape[1], device=hidden.device, dtype=torch.float32)
+        sums.index_add_(0, file_of_token, hidden.float())
+        return sums / lengths.clamp(min=1).unsqueeze(1)
+    raise ValueError(f"unknown pooling {pooling!r}: use 'cls' or 'mean'")
+
+
+class PackedClassifier(nn.Module):
+    """CuratorClassifier on packed input: same heads, same outputs, no padding."""
+
+    def __init__(self, classifier: CuratorClassifier):
+        super().__init__()
+        self.classifier = classifier
+        self.encoder = PackedEncoder(classifier.encoder)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> dict[str, torch.Tensor]:
+        c = self.classifier
+        hidden = self.encoder(input_ids, cu_seqlens, max_seqlen)
+        pooled = packed_pool(hidden, cu_seqlens, c.pooling).float()
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return {
+                "quality": c.quality(pooled),
+                "structured_data": c.structured_data(pooled),
+                "content_type": c.content_type(pooled),
+            }
+
+
+def pack(sequences: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Token id lists -> (input_ids (total,), cu_seqlens (n+1,) int32, max_seqlen)."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int32)
+    cu = torch.zeros(len(sequences) + 1, dtype=torch.int32)
+    torch.cumsum(lengths, 0, out=cu[1:])
+    ids = torch.tensor([t for s in sequences for t in s], dtype=torch.long)
+    return ids.to(device), cu.to(device), int(lengths.max()) if len(sequences) else 0

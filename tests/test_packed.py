@@ -1,0 +1,60 @@
+"""The packed (unpadded) path must compute the same function as the Hugging Face padded forward."""
+
+import pytest
+import torch
+
+from curator.models import CuratorClassifier, build_encoder
+from curator.models.packed import PackedClassifier, pack, position_ids_for
+
+TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128)
+ROBERTA = dict(
+    model_type="roberta", vocab_size=1000, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, **TINY
+)
+
+
+def encoders():
+    yield "bert-minilm-pretrained", build_encoder("minilm")
+    yield "roberta-tiny-random", build_encoder("roberta", config=ROBERTA)
+
+
+def padded_batch(seqs, pad_id):
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_packed_matches_padded_forward(pooling):
+    torch.manual_seed(0)
+    for name, encoder in encoders():
+        model = CuratorClassifier(encoder, num_content_types=9, pooling=pooling).eval()
+        pad_id = encoder.config.pad_token_id
+        # lengths from 1 token to the model's limit, so both ends of the position table are exercised
+        limit = 128 if encoder.config.model_type == "roberta" else 512
+        lengths = [1, 3, 17, 64, limit]
+        seqs = [torch.randint(5, 900, (n,)).tolist() for n in lengths]
+        ids, mask = padded_batch(seqs, pad_id)
+        with torch.no_grad():
+            ref = model(ids, mask)
+        got = PackedClassifier(model)(*pack(seqs))
+        for head in ("quality", "structured_data", "content_type"):
+            torch.testing.assert_close(got[head], ref[head], rtol=1e-4, atol=1e-4, msg=f"{name} {head}")
+
+
+def test_roberta_positions_start_after_padding_index():
+    cu = torch.tensor([0, 3, 5], dtype=torch.int32)
+    assert position_ids_for(cu, 5, offset=2).tolist() == [2, 3, 4, 2, 3]
+    assert position_ids_for(cu, 5, offset=0).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_rejects_unsupported_encoder():
+    from curator.models.packed import PackedEncoder
+
+    enc = build_encoder("distilbert", config=dict(model_type="distilbert", vocab_size=100, dim=32, n_layers=1,
+                                                  n_heads=2, hidden_dim=64))
+    with pytest.raises(ValueError, match="packed inference supports"):
+        PackedEncoder(enc)
