@@ -71,7 +71,7 @@ class PackedEncoder(nn.Module):
             return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
         out = torch.empty_like(q)
         bounds = cu_seqlens.tolist()
-        for start, end in zip(bounds[:-1], bounds[1:]):
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
             # (L, H, D) -> (1, H, L, D) for SDPA, and back
             qs, ks, vs = (t[start:end].transpose(0, 1).unsqueeze(0) for t in (q, k, v))
             out[start:end] = F.scaled_dot_product_attention(qs, ks, vs)[0].transpose(0, 1)
