@@ -159,3 +159,9 @@ def rubric_markdown() -> str:
     lines += [f"- **{name}**: {text}" for name, text in CONTENT_TYPES.items()]
     lines.append("")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # python -m curator.labels > docs/rubric.md
+    print("<!-- Written by: python -m curator.labels > docs/rubric.md  (from src/curator/labels.py; edit there) -->")
+    print(rubric_markdown(), end="")
