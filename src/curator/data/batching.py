@@ -1,0 +1,89 @@
+"""From labeled rows to model batches: tokenize, group files of similar length, pad each batch to its longest.
+
+Plain functions over lists of dicts, so the DataModule, the evaluation script and a notebook build batches the
+same way.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Iterator
+
+import torch
+
+from curator.labels import QUALITY, STRUCTURED_DATA, LabelSet
+
+CONTENT_TYPE = "content_type"
+# Tokenizing a few hundred files per call amortises the fast tokenizer's per-call overhead.
+TOKENIZE_CHUNK = 256
+
+
+def encode_rows(rows: list[dict], tokenizer, max_length: int, label_set: LabelSet) -> list[dict]:
+    """Token ids (truncated to max_length, special tokens included) and integer targets of labeled rows."""
+    examples = []
+    for start in range(0, len(rows), TOKENIZE_CHUNK):
+        chunk = rows[start : start + TOKENIZE_CHUNK]
+        ids = tokenizer(
+            [row["content"] or "" for row in chunk],
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        for row, input_ids in zip(chunk, ids, strict=True):
+            examples.append(
+                {
+                    "id": str(row["id"]),
+                    "language": row.get("language"),
+                    "input_ids": input_ids,
+                    QUALITY.name: int(row[QUALITY.name]),
+                    STRUCTURED_DATA.name: int(row[STRUCTURED_DATA.name]),
+                    CONTENT_TYPE: label_set.index(row[CONTENT_TYPE]),
+                }
+            )
+    return examples
+
+
+def length_grouped(
+    examples: Iterable[dict], batch_size: int, buffer_batches: int, rng: random.Random | None
+) -> Iterator[list[dict]]:
+    """Batches of files of similar length: fill a buffer of `buffer_batches` batches, sort it by length, cut it
+    into batches, and (with an rng) shuffle those batches so that a step's length does not creep upwards.
+
+    Only the last batch of the stream can be short, so a stream of n files gives ceil(n / batch_size) batches.
+    """
+    buffer: list[dict] = []
+    for example in examples:
+        buffer.append(example)
+        if len(buffer) == batch_size * buffer_batches:
+            yield from _cut(buffer, batch_size, rng)
+            buffer = []
+    if buffer:
+        yield from _cut(buffer, batch_size, rng)
+
+
+def _cut(buffer: list[dict], batch_size: int, rng: random.Random | None) -> list[list[dict]]:
+    buffer.sort(key=lambda e: len(e["input_ids"]))
+    batches = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def pad_batch(examples: list[dict], pad_token_id: int) -> dict:
+    """Tensors padded to the longest file of this batch (not to max_length): short files cost short steps."""
+    width = max(len(e["input_ids"]) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        input_ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"], dtype=torch.long)
+        attention_mask[i, : len(e["input_ids"])] = 1
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "id": [e["id"] for e in examples],
+        "language": [e["language"] for e in examples],
+    }
+    for head in (QUALITY.name, STRUCTURED_DATA.name, CONTENT_TYPE):
+        batch[head] = torch.tensor([e[head] for e in examples], dtype=torch.long)
+    return batch

@@ -1,0 +1,124 @@
+"""Training end to end on the real config (shrunk), the checkpoint contract, loss weights and length limits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from curator.data.datamodule import CuratorDataModule
+from curator.tasks.module import CuratorTask
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TINY = {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 2, "intermediate_size": 128}
+
+
+def shrunk_config(data_root: Path, out_dir: Path, *overrides: str):
+    """The real train config on CPU with a tiny random encoder, a few short batches and no logger."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "model=tiny",
+                "trainer=cpu",
+                "logger=none",
+                f"data.root={data_root}",
+                "data.max_length=64",
+                "data.batch_size=8",
+                "data.eval_batch_size=16",
+                "data.num_workers=0",
+                "trainer.max_epochs=2",
+                "trainer.limit_train_batches=3",
+                "+trainer.num_sanity_val_steps=0",
+                "+trainer.enable_progress_bar=false",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_dir)
+    return cfg
+
+
+@pytest.mark.slow
+def test_train_end_to_end_writes_the_report(labeled_root, tmp_path):
+    import train
+
+    cfg = shrunk_config(labeled_root, tmp_path)
+    score = train.train(cfg)
+
+    assert isinstance(score, float)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.ckpt"))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) >= {"quality", "structured_data", "content_type", "meta"}
+    assert metrics["quality"]["n"] == 48  # the whole test split
+    assert "## content_type" in (tmp_path / "report.md").read_text()
+
+
+def _tiny_task(**kwargs) -> CuratorTask:
+    torch.manual_seed(0)
+    return CuratorTask(
+        encoder="minilm", encoder_pretrained=False, encoder_overrides=TINY, max_length=64, **kwargs
+    )
+
+
+def _batch(labeled_root, label_set="full"):
+    dm = CuratorDataModule(str(labeled_root), "minilm", label_set=label_set, max_length=64, num_workers=0)
+    return next(iter(dm.test_dataloader()))
+
+
+def test_checkpoint_loads_without_hydra_and_predicts_the_same(labeled_root, tmp_path):
+    import lightning as L
+
+    model = _tiny_task(label_set="coarse", pooling="cls")
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    dm = CuratorDataModule(
+        str(labeled_root), "minilm", label_set="coarse", max_length=64, batch_size=8, num_workers=0
+    )
+    trainer.fit(model, datamodule=dm)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    # The contract the scoring code reads: plain values only, so even a weights-only load works.
+    hparams = torch.load(path, map_location="cpu", weights_only=True)["hyper_parameters"]
+    for key in ("encoder", "encoder_config", "tokenizer", "label_set", "pooling", "max_length"):
+        assert key in hparams
+    assert hparams["encoder_config"]["num_hidden_layers"] == 2 and hparams["label_set"] == "coarse"
+
+    loaded = CuratorTask.load_from_checkpoint(path, map_location="cpu")
+    batch = _batch(labeled_root, "coarse")
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        before = model(batch["input_ids"], batch["attention_mask"])
+        after = loaded(batch["input_ids"], batch["attention_mask"])
+    for head in ("quality", "structured_data", "content_type"):
+        torch.testing.assert_close(before[head], after[head])
+
+
+def test_loss_weight_zero_turns_a_head_off(labeled_root):
+    model = _tiny_task(loss_weights={"quality": 1.0, "structured_data": 0.0, "content_type": 1.0})
+    batch = _batch(labeled_root)
+    loss, losses, preds = model._step(batch)
+    assert set(losses) == set(preds) == {"quality", "content_type"}
+    loss.backward()
+    assert model.model.structured_data.proj.weight.grad is None
+    model.val_metrics.update(preds, batch)
+    assert "structured_data" not in model.val_metrics.compute()
+
+
+def test_max_length_above_the_encoder_limit_is_a_clear_error():
+    with pytest.raises(ValueError, match="takes at most 512 tokens"):
+        CuratorTask(encoder="minilm", encoder_pretrained=False, encoder_overrides=TINY, max_length=1024)
