@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from curator.labels import CONTENT_TYPES, LANGUAGES
 from curator.labeling.heuristic import label_file
+from curator.labels import CONTENT_TYPES, LANGUAGES
 from curator.tasks.metrics import evaluate
 from curator.tasks.report import write_report
 

@@ -1,0 +1,350 @@
+"""GPU throughput of scoring and training, baseline and curator's paths side by side in one run.
+
+Model: a unixcoder-base-shaped encoder (RoBERTa, 125M parameters, 1026 positions) with curator's three heads,
+random weights (speed does not depend on weight values). Inputs: the real files of the shipped sample
+(data/sample, all 8 languages), repeated to --files, in a shuffled order: a heavy-tailed length distribution of
+real code. Tokenizer: a byte-level BPE of UniXcoder's vocabulary size trained on the same files at start (the
+hub's tokenizer is out of reach on the GPU machine; tokenization cost per character is what matters here).
+
+Printed and written to results.json:
+- peak: an 8192^3 bf16 matmul measured now, the ceiling for model FLOP utilisation (MFU);
+- score/naive: a plain Hugging Face loop: fp32, eager attention, batch 16, padded to max_length, tokenizer
+  called in the loop, files in corpus order (what a first script looks like);
+- score/curator: `curator.scoring.score_corpus` end to end (parquet in, parquet out, tokenization in worker
+  processes, length-sorted token-budget batches, packed bf16 encoder);
+- agreement: curator's packed bf16 scores against an fp32 padded reference on the same files;
+- train/seed: the seed's recipe: batch 16 padded to max_length, bf16 autocast, AdamW, torch.compile;
+- train/curator: curator's training step: length-grouped batches padded to the longest file, bf16 autocast,
+  fused AdamW, torch.compile with dynamic shapes.
+Useful tokens are real (non-padding) tokens; MFU counts the FLOPs of useful tokens only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "src"))
+
+from curator.labels import LABEL_SETS  # noqa: E402
+from curator.models.classifier import CuratorClassifier  # noqa: E402
+from curator.models.trained import TrainedModel  # noqa: E402
+
+UNIXCODER = dict(
+    vocab_size=51416,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    max_position_embeddings=1026,
+    type_vocab_size=10,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+    layer_norm_eps=1e-5,
+)
+
+
+def flops_per_token(seq_len: int, d=768, layers=12, ff=3072) -> float:
+    """Forward FLOPs per token: the linear layers plus attention over a sequence of seq_len."""
+    return 2 * layers * (4 * d * d + 2 * d * ff) + 2 * layers * 2 * seq_len * d
+
+
+def useful_flops(lengths) -> float:
+    return float(sum(flops_per_token(n) * n for n in lengths))
+
+
+def matmul_peak() -> float:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn_like(a)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(20):
+        a @ b
+    torch.cuda.synchronize()
+    return 20 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12
+
+
+def load_texts(n_files: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    texts, langs = [], []
+    for f in sorted((REPO / "data/sample").glob("*/*.parquet")):
+        col = pq.read_table(f, columns=["content"]).column("content").to_pylist()
+        texts += col
+        langs += [f.parent.name] * len(col)
+    rng = random.Random(seed)
+    order = [rng.randrange(len(texts)) for _ in range(n_files)]
+    return [texts[i] for i in order], [langs[i] for i in order]
+
+
+def train_tokenizer(texts: list[str], out_dir: Path) -> PreTrainedTokenizerFast:
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        texts, vocab_size=UNIXCODER["vocab_size"] - 5, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>", mask_token="<mask>",
+    )  # fmt: skip
+    from tokenizers.processors import RobertaProcessing
+
+    tok._tokenizer.post_processor = RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def build_model(attn: str) -> CuratorClassifier:
+    cfg = RobertaConfig(**UNIXCODER)
+    cfg._attn_implementation = attn
+    torch.manual_seed(0)
+    enc = RobertaModel(cfg, add_pooling_layer=False)
+    return CuratorClassifier(enc, num_content_types=len(LABEL_SETS["full"].classes), pooling="cls")
+
+
+def timed(fn):
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def score_naive(model, tok, texts, max_length, bs=16):
+    """A first script: fp32, eager attention, padded to max_length, batch 16, corpus order."""
+    useful = []
+
+    def run():
+        with torch.inference_mode():
+            for i in range(0, len(texts), bs):
+                b = tok(texts[i : i + bs], padding="max_length", truncation=True, max_length=max_length,
+                        return_tensors="pt")  # fmt: skip
+                useful.extend(b["attention_mask"].sum(1).tolist())
+                out = model(b["input_ids"].cuda(), b["attention_mask"].cuda())
+                out["quality"].cpu()
+
+    _, dt = timed(run)
+    return dict(files=len(texts), seconds=dt, useful_tokens=int(sum(useful)), flops=useful_flops(useful))
+
+
+def write_corpus(texts, langs, root: Path, shards_per_lang=4):
+    by_lang: dict[str, list[int]] = {}
+    for i, lang in enumerate(langs):
+        by_lang.setdefault(lang, []).append(i)
+    for lang, idx in by_lang.items():
+        for s, chunk in enumerate(np.array_split(np.array(idx), shards_per_lang)):
+            rows = [int(i) for i in chunk]
+            t = pa.table({
+                "id": [f"{lang}-{i}" for i in rows],
+                "content": [texts[i] for i in rows],
+                "max_stars_repo_path": [f"f{i}" for i in rows],
+                "max_stars_repo_name": ["bench"] * len(rows),
+                "max_stars_count": [0] * len(rows),
+            })  # fmt: skip
+            (root / lang).mkdir(parents=True, exist_ok=True)
+            pq.write_table(t, root / lang / f"train-{s:05d}.parquet")
+
+
+def score_curator(model, tok, texts, langs, max_length, workdir: Path, tokens_per_batch, num_workers):
+    from curator.scoring.runner import score_corpus
+
+    corpus = workdir / "corpus"
+    if not corpus.exists():
+        write_corpus(texts, langs, corpus)
+    out = workdir / f"scores{max_length}-{time.time_ns()}"
+    trained = TrainedModel(model=model, tokenizer=tok, label_set=LABEL_SETS["full"], max_length=max_length)
+    summary, dt = timed(
+        lambda: score_corpus(trained, corpus, out, tokens_per_batch=tokens_per_batch, num_workers=num_workers,
+                             device="cuda", progress=False)  # fmt: skip
+    )
+    scores = pq.read_table(sorted(out.rglob("*.parquet")), columns=["id", "num_tokens", "quality", "error"])
+    n_tok = [min(n + 2, max_length) for n in scores.column("num_tokens").to_pylist() if n is not None]
+    assert scores.num_rows == len(texts), (scores.num_rows, len(texts))
+    return dict(files=scores.num_rows, seconds=dt, useful_tokens=int(sum(n_tok)), flops=useful_flops(n_tok),
+                errors=int(sum(e is not None for e in scores.column("error").to_pylist())),
+                summary_tokens=summary.tokens), out  # fmt: skip
+
+
+def agreement(model, tok, texts, max_length, n=256):
+    """Packed bf16 scores against an fp32 padded reference on the same files."""
+    from curator.models.packed import PackedClassifier, pack
+
+    ids = tok(texts[:n], truncation=True, max_length=max_length)["input_ids"]
+    ref_q, ref_s, ref_c, got_q, got_s, got_c = [], [], [], [], [], []
+    model_fp32 = model.float()
+    with torch.inference_mode():
+        for i in range(0, n, 32):
+            chunk = ids[i : i + 32]
+            width = max(map(len, chunk))
+            x = torch.full((len(chunk), width), UNIXCODER["pad_token_id"])
+            m = torch.zeros_like(x)
+            for j, s in enumerate(chunk):
+                x[j, : len(s)] = torch.tensor(s)
+                m[j, : len(s)] = 1
+            r = model_fp32(x.cuda(), m.cuda())
+            ref_q.append(r["quality"]), ref_s.append(r["structured_data"]), ref_c.append(r["content_type"].softmax(-1))
+    model.encoder.to(torch.bfloat16)
+    packed = PackedClassifier(model)
+    for i in range(0, n, 32):
+        g = packed(*pack(ids[i : i + 32], device="cuda"))
+        got_q.append(g["quality"]), got_s.append(g["structured_data"]), got_c.append(g["content_type"].softmax(-1))
+    model.encoder.float()
+    cat = torch.cat
+    return dict(
+        files=n,
+        quality_max_abs_diff=float((cat(got_q) - cat(ref_q)).abs().max()),
+        structured_data_max_abs_diff=float((cat(got_s) - cat(ref_s)).abs().max()),
+        content_type_prob_max_abs_diff=float((cat(got_c) - cat(ref_c)).abs().max()),
+        quality_level_agreement=float((cat(got_q).add(0.5).floor() == cat(ref_q).add(0.5).floor()).float().mean()),
+    )
+
+
+def train_throughput(tok, texts, max_length, recipe: str, steps: int, token_budget: int):
+    """Training steps per second of the seed's recipe or curator's, on the same files."""
+    model = build_model("sdpa").cuda().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
+    step_fn = torch.compile(_train_step, dynamic=recipe == "curator")
+    ids = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+    rng = random.Random(0)
+    if recipe == "seed":  # batch 16 in corpus order, padded to max_length
+        batches = [ids[i : i + 16] for i in range(0, len(ids) - 15, 16)]
+        widths = [max_length] * len(batches)
+    else:  # length-grouped: sort within windows of 64 batches, cut by a token budget, shuffle the batches
+        batches, widths = [], []
+        for w in range(0, len(ids), 4096):
+            window = sorted(ids[w : w + 4096], key=len, reverse=True)
+            i = 0
+            while i < len(window):
+                width = -(-len(window[i]) // 64) * 64  # round widths up to 64: few distinct compiled shapes
+                n = max(1, min(token_budget // width, 256))
+                batches.append(window[i : i + n])
+                widths.append(width)
+                i += n
+        order = list(range(len(batches)))
+        rng.shuffle(order)
+        batches, widths = [batches[i] for i in order], [widths[i] for i in order]
+    tensors = []
+    for b, width in zip(batches, widths, strict=True):
+        x = torch.full((len(b), width), UNIXCODER["pad_token_id"])
+        m = torch.zeros_like(x)
+        for j, s in enumerate(b):
+            x[j, : len(s)] = torch.tensor(s)
+            m[j, : len(s)] = 1
+        y = (torch.randint(1, 6, (len(b),)).float(), torch.randint(0, 4, (len(b),)).float(), torch.randint(0, 9, (len(b),)))
+        tensors.append((x, m, y))
+    # warm-up: compile every distinct shape once, outside the timed region
+    seen = set()
+    for x, m, y in tensors:
+        if x.shape not in seen or len(seen) < 3:
+            seen.add(x.shape)
+            step_fn(model, opt, x.cuda(), m.cuda(), *(t.cuda() for t in y))
+    files = useful = 0
+    lengths = []
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for k in range(steps):
+        x, m, y = tensors[k % len(tensors)]
+        step_fn(model, opt, x.cuda(non_blocking=True), m.cuda(non_blocking=True), *(t.cuda(non_blocking=True) for t in y))
+        files += len(x)
+        lens = m.sum(1).tolist()
+        lengths += lens
+        useful += sum(lens)
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t
+    del model, opt
+    torch.cuda.empty_cache()
+    return dict(steps=steps, files=files, seconds=dt, useful_tokens=int(useful), flops=3 * useful_flops(lengths),
+                distinct_shapes=len(seen))  # fmt: skip
+
+
+def _train_step(model, opt, x, m, q, s, c):
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(x, m)
+    loss = F.mse_loss(out["quality"], q) + F.mse_loss(out["structured_data"], s) + F.cross_entropy(out["content_type"], c)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
+def rates(r: dict, peak: float) -> dict:
+    r["files_per_s"] = r["files"] / r["seconds"]
+    r["useful_tokens_per_s"] = r["useful_tokens"] / r["seconds"]
+    r["mfu"] = r["flops"] / r["seconds"] / 1e12 / peak
+    return r
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--files", type=int, default=40_000, help="files scored by curator's path")
+    p.add_argument("--naive-files", type=int, default=2_000, help="files scored by the naive loop (it is slow)")
+    p.add_argument("--max-lengths", type=int, nargs="+", default=[512, 1024])
+    p.add_argument("--tokens-per-batch", type=int, default=131072)
+    p.add_argument("--num-workers", type=int, default=12)
+    p.add_argument("--train-steps", type=int, default=60)
+    p.add_argument("--train-token-budget", type=int, default=32768)
+    p.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive score train agreement")
+    p.add_argument("--out", default=os.environ.get("OUT", "."))
+    args = p.parse_args()
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    res = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "args": vars(args)}
+    res["peak_bf16_tflops"] = peak = matmul_peak()
+    texts, langs = load_texts(args.files)
+    work = Path(tempfile.mkdtemp())
+    tok = train_tokenizer(texts[:4000], work / "tokenizer")
+    chars = np.array([len(t) for t in texts])
+    res["chars_per_file"] = dict(median=float(np.median(chars)), p90=float(np.percentile(chars, 90)), mean=float(chars.mean()))
+    model = build_model("sdpa").cuda().eval()
+    for L in args.max_lengths:
+        tag = f"len{L}"
+        if "naive" not in args.skip:
+            naive = build_model("eager").cuda().eval()
+            score_naive(naive, tok, texts[:64], L)  # warm-up
+            res[f"score/naive/{tag}"] = rates(score_naive(naive, tok, texts[: args.naive_files], L), peak)
+            del naive
+            torch.cuda.empty_cache()
+        if "score" not in args.skip:
+            score_curator(model, tok, texts[:2000], langs[:2000], L, work / "warm", args.tokens_per_batch, args.num_workers)
+            r, _ = score_curator(model, tok, texts, langs, L, work, args.tokens_per_batch, args.num_workers)
+            res[f"score/curator/{tag}"] = rates(r, peak)
+            if f"score/naive/{tag}" in res:
+                res[f"score/speedup_vs_naive/{tag}"] = (
+                    res[f"score/curator/{tag}"]["useful_tokens_per_s"] / res[f"score/naive/{tag}"]["useful_tokens_per_s"]
+                )
+        if "agreement" not in args.skip:
+            res[f"agreement/{tag}"] = agreement(model, tok, texts, L)
+        if "train" not in args.skip:
+            for recipe in ("seed", "curator"):
+                r = train_throughput(tok, texts[:20000], L, recipe, args.train_steps, args.train_token_budget)
+                res[f"train/{recipe}/{tag}"] = rates(r, peak)
+        print(json.dumps({k: v for k, v in res.items() if tag in k}, indent=1), flush=True)
+    Path(args.out, "results.json").write_text(json.dumps(res, indent=1))
+    print("\n| measurement | files/s | useful tokens/s | MFU |\n|---|---|---|---|")
+    for k, v in res.items():
+        if isinstance(v, dict) and "files_per_s" in v:
+            print(f"| {k} | {v['files_per_s']:,.0f} | {v['useful_tokens_per_s']:,.0f} | {v['mfu']:.1%} |")
+    for k, v in res.items():
+        if k.startswith("score/speedup") or k.startswith("agreement"):
+            print(k, v)
+    print(f"peak bf16 matmul: {peak:.0f} TFLOP/s on {res['gpu']}")
+
+
+if __name__ == "__main__":
+    main()
