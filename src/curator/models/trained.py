@@ -82,7 +82,12 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     missing = [k for k in ("encoder_config", "label_set") if k not in hp]
     if missing:
         raise ValueError(f"{path} is not a curator checkpoint: hyper_parameters lack {missing}")
-    state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    # `_orig_mod.` is what torch.compile(module) puts into names; a compiled run's weights are the same weights.
+    state = {
+        k[len("model.") :].replace("_orig_mod.", ""): v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith("model.")
+    }
     if not state:
         raise ValueError(f"{path}: no state_dict keys start with 'model.'")
     return hp, state
