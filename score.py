@@ -1,0 +1,115 @@
+"""Score a corpus with a trained curator classifier: a score row for every input file, resumable, multi-GPU.
+
+    python score.py --model outputs/.../last.ckpt --corpus data/sample --out scores/sample
+
+Output: <out>/<language>/<input stem>.parquet, a row per input row in input order, and <out>/scores_meta.json.
+Re-running the same command finishes what a killed run left and rewrites nothing that is done.
+Many GPUs or machines: launch one process per GPU with torchrun or srun; each takes every WORLD_SIZE-th shard.
+See docs/scoring.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from curator.scoring.runner import score_corpus
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model", required=True, help="a Lightning checkpoint (.ckpt) or a folder made by export.py"
+    )
+    p.add_argument(
+        "--corpus",
+        required=True,
+        help="a StarCoderData-layout folder (<root>/<language>/*.parquet|*.jsonl|*.jsonl.gz), "
+        "or hf://bigcode/starcoderdata to stream from the Hub",
+    )
+    p.add_argument("--out", required=True, help="folder for the score files")
+    p.add_argument("--languages", nargs="+", help="only these language folders (default: all)")
+    p.add_argument(
+        "--tokens-per-batch",
+        type=int,
+        default=65536,
+        help="batch size as padded tokens (files x longest file); lower it on an out-of-memory error "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=4096,
+        help="files read, then sorted by length, before batching; larger wastes less padding (default: %(default)s)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=int,
+        default=2,
+        help="tokenizing processes per GPU; 0 tokenizes in the main process (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rows-per-part",
+        type=int,
+        default=50_000,
+        help="a larger shard is scored in parts of this many rows, each written on its own, so a kill loses "
+        "at most one part's work per worker (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-chars",
+        type=int,
+        default=None,
+        help="characters of a file that are tokenized; the token count of a longer file is extrapolated "
+        "(default: 6 x the model's max_length)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (GPU LOCAL_RANK if there is one, else CPU), cpu, cuda:N"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    summary = score_corpus(
+        args.model,
+        args.corpus,
+        args.out,
+        languages=args.languages,
+        tokens_per_batch=args.tokens_per_batch,
+        window=args.window,
+        num_workers=args.num_workers,
+        rows_per_part=args.rows_per_part,
+        max_chars=args.max_chars,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    logging.info(
+        "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s",
+        summary.rank,
+        summary.world_size,
+        summary.shards,
+        summary.shards_done_before,
+        summary.rows_scored,
+        summary.seconds,
+        summary.files_per_s,
+        summary.tokens_per_s,
+    )
+    if summary.failed:
+        logging.error(
+            "%d parts could not be scored; run the same command again to retry them:", len(summary.failed)
+        )
+        for reason in summary.failed:
+            logging.error("  %s", reason)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Score files: their schema, where they go, and when a shard counts as done.
+
+Layout: `<out>/<language>/<input stem>.parquet`, a row per input row in input order, plus `<out>/scores_meta.json`.
+A large shard is scored in parts, `<out>/<language>/<stem>.parts/rows-<start>-<stop>.parquet`, which are merged
+into the shard's file once all exist and then removed. Every file is written to a temporary name and renamed,
+so a file that exists is whole; a file counts as done only if its parquet footer says it holds the expected
+number of rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curator.data.shards import write_parquet_atomic
+from curator.scoring.sources import Shard
+
+FORMAT_VERSION = 1
+META_NAME = "scores_meta.json"
+CONTENT_TYPES_KEY = b"curator.content_types"
+
+SCORE_FIELDS = [
+    pa.field("id", pa.string()),
+    pa.field("language", pa.string()),
+    pa.field("path", pa.string()),
+    pa.field("quality", pa.float32()),
+    pa.field("structured_data", pa.float32()),
+    pa.field("content_type", pa.string()),
+    pa.field("content_type_probs", pa.list_(pa.float32())),
+    pa.field("num_tokens", pa.int64()),
+    pa.field("num_tokens_estimated", pa.bool_()),
+    pa.field("truncated", pa.bool_()),
+    pa.field("error", pa.string()),
+]
+SCORE_COLUMNS = [f.name for f in SCORE_FIELDS]
+
+
+def score_schema(classes: tuple[str, ...]) -> pa.Schema:
+    # The class order of content_type_probs travels with every file, so a file read alone is interpretable.
+    return pa.schema(SCORE_FIELDS, metadata={CONTENT_TYPES_KEY: json.dumps(list(classes)).encode()})
+
+
+def content_types_of(schema: pa.Schema) -> list[str]:
+    return json.loads(schema.metadata[CONTENT_TYPES_KEY])
+
+
+def shard_path(out: Path, shard: Shard) -> Path:
+    return out / shard.language / f"{shard.stem}.parquet"
+
+
+def parts_dir(out: Path, shard: Shard) -> Path:
+    return out / shard.language / f"{shard.stem}.parts"
+
+
+def part_path(out: Path, shard: Shard, start: int, stop: int) -> Path:
+    # The row range is in the name, so parts of a run with another --rows-per-part are never mistaken for these.
+    return parts_dir(out, shard) / f"rows-{start:012d}-{stop:012d}.parquet"
+
+
+def is_complete(path: Path, expected_rows: int) -> bool:
+    """The file exists, has a readable footer and holds exactly the expected rows."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows == expected_rows
+    except (OSError, pa.ArrowException):  # missing, or not a whole parquet file
+        return False
+
+
+def remove_leftovers(out: Path, shard: Shard) -> None:
+    """Temporary files a killed run left behind for this shard (only its owner rank calls this)."""
+    folder = out / shard.language
+    for tmp in folder.glob(f".{shard.stem}.parquet.tmp-*"):
+        tmp.unlink(missing_ok=True)
+    if parts_dir(out, shard).is_dir():
+        for tmp in parts_dir(out, shard).glob(".rows-*.tmp-*"):
+            tmp.unlink(missing_ok=True)
+
+
+def build_table(
+    language: str,
+    meta: list[tuple],
+    quality: np.ndarray,
+    structured_data: np.ndarray,
+    probs: np.ndarray,
+    classes: tuple[str, ...],
+) -> pa.Table:
+    """A score table from per-row metadata tuples (as Row.meta() makes them, in row order) and model outputs.
+
+    Rows with an error carry nulls for every score.
+    """
+    _, ids, paths, num_tokens, estimated, truncated, errors = zip(*meta, strict=True) if meta else ([],) * 7
+    ok = np.array([e is None for e in errors], dtype=bool)
+    n, c = len(ids), len(classes)
+    names = np.asarray(classes, dtype=object)[probs.argmax(1)] if n else np.array([], dtype=object)
+    offsets = pa.array(np.arange(0, n * c + 1, c, dtype=np.int32))
+    flat = pa.array(probs.reshape(-1).astype(np.float32), type=pa.float32())
+    columns = [
+        pa.array(ids, pa.string()),
+        pa.array([language] * n, pa.string()),
+        pa.array(paths, pa.string()),
+        pa.array(quality.astype(np.float32), pa.float32(), mask=~ok),
+        pa.array(structured_data.astype(np.float32), pa.float32(), mask=~ok),
+        pa.array(names, pa.string(), mask=~ok),
+        pa.ListArray.from_arrays(offsets, flat, mask=pa.array(~ok)),
+        pa.array(num_tokens, pa.int64()),
+        pa.array(estimated, pa.bool_()),
+        pa.array(truncated, pa.bool_()),
+        pa.array(errors, pa.string()),
+    ]
+    return pa.Table.from_arrays(columns, schema=score_schema(classes))
+
+
+def merge_parts(out: Path, shard: Shard, ranges: list[tuple[int, int]], expected_rows: int) -> None:
+    """Concatenate the parts of a shard, in row order, into the shard's file; then remove the parts."""
+    tables = [pq.read_table(part_path(out, shard, a, b)) for a, b in ranges]
+    table = pa.concat_tables(tables)
+    if table.num_rows != expected_rows:
+        raise RuntimeError(f"{shard.uri}: parts hold {table.num_rows} rows, the input {expected_rows}")
+    write_parquet_atomic(table, shard_path(out, shard))
+    remove_parts(out, shard)
+
+
+def remove_parts(out: Path, shard: Shard) -> None:
+    shutil.rmtree(parts_dir(out, shard), ignore_errors=True)
+
+
+def write_meta(out: Path, meta: dict) -> None:
+    """scores_meta.json; a resumed run must use the same model and classes as the run that began the folder."""
+    path = out / META_NAME
+    if path.exists():
+        old = json.loads(path.read_text())
+        for key in ("model_fingerprint", "content_types", "max_length"):
+            if old.get(key) != meta.get(key):
+                raise ValueError(
+                    f"{out} holds scores from another model or setup ({key}: {old.get(key)!r} there, "
+                    f"{meta.get(key)!r} now); score into a new --out folder, or delete the old scores"
+                )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{META_NAME}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_meta(out: Path) -> dict:
+    path = Path(out) / META_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{out} has no {META_NAME}: not a score folder written by score.py")
+    return json.loads(path.read_text())

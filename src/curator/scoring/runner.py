@@ -1,0 +1,289 @@
+"""Score a corpus: plan the unfinished work of this rank, run the model over it, write score files.
+
+Many GPUs and machines: every rank (a process, one GPU each) takes the shards at positions rank, rank+W,
+rank+2W, ... of the sorted shard list and skips those already done. No rank talks to another: the assignment is
+a pure function of (shard list, rank, world size), so any rank can die and be restarted alone, and a re-run of
+the whole job redoes only what is missing. RANK/WORLD_SIZE/LOCAL_RANK come from torchrun, or from Slurm's
+SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID when launched with srun directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+import curator
+from curator.data.shards import write_parquet_atomic
+from curator.models.trained import TrainedModel, load_trained
+from curator.scoring import outputs
+from curator.scoring.batching import Part, ScoreDataset, Tokenize, keep_as_is
+from curator.scoring.sources import HF_PREFIX, Shard, list_shards, num_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreSummary:
+    rank: int
+    world_size: int
+    shards: int = 0  # shards assigned to this rank
+    shards_done_before: int = 0  # already complete when the run began
+    rows_scored: int = 0
+    tokens: int = 0  # tokens that went through the model (after truncation, padding not counted)
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)  # parts that could not be scored this time (re-run)
+
+    @property
+    def files_per_s(self) -> float:
+        return self.rows_scored / max(self.seconds, 1e-9)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+def _env_int(*names: str, default: int) -> int:
+    for name in names:
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return default
+
+
+def rank_and_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's variables, else Slurm's, else a single process."""
+    rank = _env_int("RANK", "SLURM_PROCID", default=0)
+    world = _env_int("WORLD_SIZE", "SLURM_NTASKS", default=1)
+    local = _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0)
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is outside world size {world}")
+    return rank, world, local
+
+
+def pick_device(device: str, local_rank: int) -> torch.device:
+    if device == "auto":
+        device = f"cuda:{local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
+    return torch.device(device)
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A digest of the weights that does not depend on where they were loaded from (checkpoint or export)."""
+    h = hashlib.sha1()
+    for name, p in model.state_dict().items():
+        h.update(f"{name}{tuple(p.shape)}{p.detach().double().sum().item():.6e}".encode())
+    return h.hexdigest()
+
+
+class _Pending:
+    """Results of one part as they arrive, in whatever order its batches come; written once all are in."""
+
+    def __init__(self, part: Part, num_classes: int):
+        n = part.num_rows
+        self.part = part
+        self.meta: list[tuple | None] = [None] * n  # Row.meta() of each row, at its position in the part
+        self.quality = np.full(n, np.nan, np.float32)
+        self.structured_data = np.full(n, np.nan, np.float32)
+        self.probs = np.zeros((n, num_classes), np.float32)
+        self.received = 0
+
+    def add(self, item: dict, scores: np.ndarray | None) -> None:
+        """Place an item's rows; `scores` holds quality, structured_data and the class probabilities per row."""
+        rows = [m[0] - self.part.start for m in item["meta"]]
+        for m, r in zip(item["meta"], rows, strict=True):
+            self.meta[r] = m
+        if scores is not None:
+            self.quality[rows], self.structured_data[rows], self.probs[rows] = (
+                scores[:, 0],
+                scores[:, 1],
+                scores[:, 2:],
+            )
+        self.received += len(rows)
+
+
+def _forward(model, input_ids, attention_mask, device) -> np.ndarray:
+    """Scores of a batch: files x (quality, structured_data, class probabilities).
+
+    A GPU out-of-memory error halves the batch instead of ending the run. (Overlapping the copy back with the
+    next batch was measured on an H100 and gained nothing: the host waits on tokenization, not on this copy.)
+    """
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(input_ids.to(device, non_blocking=True), attention_mask.to(device, non_blocking=True))
+        probs = torch.softmax(out["content_type"].float(), dim=-1)
+        # One device-to-host copy (one sync) per batch rather than one per head.
+        scores = torch.cat(
+            [out["quality"].float()[:, None], out["structured_data"].float()[:, None], probs], 1
+        )
+        return scores.cpu().numpy()
+    except torch.OutOfMemoryError:
+        if len(input_ids) == 1:
+            raise
+        torch.cuda.empty_cache()
+        h = len(input_ids) // 2
+        return np.concatenate(
+            [_forward(model, input_ids[a:b], attention_mask[a:b], device) for a, b in ((0, h), (h, None))]
+        )
+
+
+def _plan(shards: list[Shard], out: Path, rows_per_part: int, summary: ScoreSummary):
+    """The parts still to score, and for each multi-part shard its row ranges and unfinished parts."""
+    parts: list[Part] = []
+    multi: dict[Shard, tuple[list[tuple[int, int]], int, set[int]]] = {}
+    for shard in shards:
+        try:
+            n = num_rows(shard)
+        except Exception as e:  # an unreadable file must not stop the other shards
+            summary.failed.append(f"{shard.uri}: {type(e).__name__}: {e}")
+            log.error("cannot read %s, skipped: %s", shard.uri, e)
+            continue
+        final = outputs.shard_path(out, shard)
+        if outputs.is_complete(final, n):
+            summary.shards_done_before += 1
+            # A run killed between writing the merged file and removing the parts leaves them behind.
+            outputs.remove_parts(out, shard)
+            continue
+        outputs.remove_leftovers(out, shard)
+        if n <= rows_per_part:
+            parts.append(Part(shard, 0, n, str(final)))
+            continue
+        ranges = [(a, min(a + rows_per_part, n)) for a in range(0, n, rows_per_part)]
+        todo = set()
+        for a, b in ranges:
+            path = outputs.part_path(out, shard, a, b)
+            if not outputs.is_complete(path, b - a):
+                todo.add(len(parts))
+                parts.append(Part(shard, a, b, str(path)))
+        if todo:
+            multi[shard] = (ranges, n, todo)
+        else:
+            outputs.merge_parts(out, shard, ranges, n)
+    return parts, multi
+
+
+def score_corpus(
+    model: str | Path | TrainedModel,
+    corpus: str | Path,
+    out: str | Path,
+    *,
+    languages: list[str] | None = None,
+    tokens_per_batch: int = 65536,
+    window: int = 4096,
+    num_workers: int = 2,
+    rows_per_part: int = 50_000,
+    max_chars: int | None = None,
+    device: str = "auto",
+    rank: int | None = None,
+    world_size: int | None = None,
+    progress: bool = True,
+) -> ScoreSummary:
+    """Score every unfinished shard of this rank; see score.py --help for the knobs."""
+    env_rank, env_world, local_rank = rank_and_world()
+    rank = env_rank if rank is None else rank
+    world_size = env_world if world_size is None else world_size
+    summary = ScoreSummary(rank, world_size)
+    out = Path(out)
+    dev = pick_device(device, local_rank)
+    if num_workers > 0:
+        # The workers tokenize one file list each; Rust-side threads in forked workers would only contend.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    trained = model if isinstance(model, TrainedModel) else load_trained(model, device=dev)
+    trained.model.to(dev).eval()
+    classes = trained.label_set.classes
+    run_info = {
+        "format_version": outputs.FORMAT_VERSION,
+        "curator_version": curator.__version__,
+        "model": str(model) if not isinstance(model, TrainedModel) else None,
+        "model_fingerprint": model_fingerprint(trained.model),
+        "label_set": trained.label_set.name,
+        "content_types": list(classes),
+        "max_length": trained.max_length,
+        "columns": outputs.SCORE_COLUMNS,
+        "corpus": str(corpus) if str(corpus).startswith(HF_PREFIX) else str(Path(corpus).resolve()),
+    }
+    if rank == 0:
+        outputs.write_meta(out, run_info)
+
+    mine = list_shards(corpus, languages)[rank::world_size]
+    summary.shards = len(mine)
+    parts, multi = _plan(mine, out, rows_per_part, summary)
+    total = sum(p.num_rows for p in parts)
+    log.info(
+        "rank %d/%d: %d shards, %d done before, %d parts (%d rows) to score on %s",
+        rank, world_size, len(mine), summary.shards_done_before, len(parts), total, dev,
+    )  # fmt: skip
+    if not parts:
+        return summary
+
+    tok = Tokenize(trained.tokenizer, trained.max_length, max_chars)
+    loader = DataLoader(
+        ScoreDataset(parts, tok, window, tokens_per_batch),
+        batch_size=None,
+        collate_fn=keep_as_is,
+        num_workers=num_workers,
+        prefetch_factor=4 if num_workers > 0 else None,
+        pin_memory=dev.type == "cuda",
+    )
+    pending: dict[int, _Pending] = {}
+    # One bar per machine (local rank 0): the bars of 8 processes would garble one terminal.
+    show = progress and local_rank == 0
+    bar = tqdm(
+        total=total, unit="file", unit_scale=True, smoothing=0.05, disable=not show, desc=f"score rank {rank}"
+    )
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for item in loader:
+            k = item["part"]
+            part = parts[k]
+            if "failed" in item:
+                pending.pop(k, None)
+                summary.failed.append(f"{part.path}: {item['failed']}")
+                log.error(
+                    "could not score %s rows %d-%d: %s", part.shard.uri, part.start, part.stop, item["failed"]
+                )
+                continue
+            acc = pending.setdefault(k, _Pending(part, len(classes)))
+            if "done" in item:
+                del pending[k]
+                if item["done"] != part.num_rows or acc.received != part.num_rows:
+                    summary.failed.append(f"{part.path}: expected {part.num_rows} rows, read {item['done']}")
+                    log.error(
+                        "%s: expected %d rows, read %d; not written", part.path, part.num_rows, item["done"]
+                    )
+                    continue
+                table = outputs.build_table(
+                    part.shard.language, acc.meta, acc.quality, acc.structured_data, acc.probs, classes
+                )
+                write_parquet_atomic(table, part.path)
+                _maybe_merge(out, multi, part.shard, k)
+                continue
+            scores = None  # an item of rows that carry an error has no model input
+            if item["input_ids"] is not None:
+                scores = _forward(trained.model, item["input_ids"], item["attention_mask"], dev)
+                summary.tokens += int(item["attention_mask"].sum())
+            acc.add(item, scores)
+            summary.rows_scored += len(item["meta"])
+            bar.update(len(item["meta"]))
+            elapsed = time.perf_counter() - start
+            bar.set_postfix_str(f"{summary.tokens / max(elapsed, 1e-9):,.0f} tok/s", refresh=False)
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _maybe_merge(out: Path, multi: dict, shard: Shard, part_index: int) -> None:
+    if shard not in multi:
+        return
+    ranges, n, todo = multi[shard]
+    todo.discard(part_index)
+    if not todo:
+        outputs.merge_parts(out, shard, ranges, n)
+        del multi[shard]

@@ -1,0 +1,280 @@
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from helpers_model import REPO, corpus_rows, load_script, make_checkpoint, make_corpus, write_shard
+
+from curator.models.trained import load_trained
+from curator.scoring.batching import Row, budget_batches, collate, padded_length
+from curator.scoring.outputs import SCORE_COLUMNS, content_types_of
+from curator.scoring.runner import score_corpus
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+@pytest.fixture(scope="module")
+def trained(ckpt):
+    return load_trained(ckpt)
+
+
+def score(trained, corpus, out, **kw):
+    kw = {"num_workers": 0, "device": "cpu", "progress": False, **kw}
+    return score_corpus(trained, corpus, out, **kw)
+
+
+def input_ids(corpus):
+    ids = {}
+    for f in sorted(corpus.rglob("*.parquet")):
+        ids[f.relative_to(corpus).as_posix()] = pq.read_table(f, columns=["id"])["id"].to_pylist()
+    return ids
+
+
+def output_ids(out):
+    return {
+        f.relative_to(out).as_posix(): pq.read_table(f, columns=["id"])["id"].to_pylist()
+        for f in sorted(out.glob("*/*.parquet"))
+    }
+
+
+def test_a_row_for_every_input_row_in_input_order(trained, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", shards=2, rows=50)
+    write_shard(corpus, "sql", "extra", corpus_rows("sql", 9, 23), fmt="jsonl")
+    # Small windows, budgets and parts: rows are reordered by length across many batches and parts.
+    summary = score(trained, corpus, tmp_path / "out", window=16, tokens_per_batch=512, rows_per_part=20)
+    assert summary.rows_scored == 2 * 2 * 50 + 23 and not summary.failed
+    got = output_ids(tmp_path / "out")
+    assert got.pop("sql/extra.parquet") == [f"sql-9-{i}" for i in range(23)]
+    assert got == input_ids(corpus)
+    assert not list((tmp_path / "out").rglob("*.parts"))  # parts were merged and removed
+
+    table = pq.read_table(tmp_path / "out" / "python" / "train-00001.parquet")
+    assert table.column_names == SCORE_COLUMNS
+    assert content_types_of(table.schema) == list(trained.label_set.classes)
+    meta = json.loads((tmp_path / "out" / "scores_meta.json").read_text())
+    assert meta["content_types"] == list(trained.label_set.classes) and meta["max_length"] == 64
+    df = table.to_pandas()
+    probs = np.stack(df["content_type_probs"].to_numpy())
+    assert probs.shape == (50, 9)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert list(df["content_type"]) == [trained.label_set.classes[k] for k in probs.argmax(1)]
+    assert df["error"].isna().all() and (df["language"] == "python").all()
+    assert df["path"].tolist() == [f"src/file_{i}.txt" for i in range(50)]
+    assert (df["truncated"] == (df["num_tokens"] > 62)).all()  # 64 minus [CLS] and [SEP]
+
+
+def test_batched_scores_equal_one_file_at_a_time(trained, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=1, rows=24)
+    score(trained, corpus, tmp_path / "out", window=24, tokens_per_batch=256)
+    df = pq.read_table(tmp_path / "out" / "python" / "train-00000.parquet").to_pandas()
+    rows = corpus_rows("python", 0, 24)
+    for i in (0, 5, 11, 23):
+        enc = trained.tokenizer([rows[i]["content"]], truncation=True, max_length=64, return_tensors="pt")
+        with torch.inference_mode():
+            out = trained.model(enc["input_ids"], enc["attention_mask"])
+        assert df["quality"][i] == pytest.approx(out["quality"].item(), abs=1e-4)
+        assert df["structured_data"][i] == pytest.approx(out["structured_data"].item(), abs=1e-4)
+        np.testing.assert_allclose(df["content_type_probs"][i], out["content_type"].softmax(-1)[0], atol=1e-4)
+        assert df["num_tokens"][i] == len(
+            trained.tokenizer(rows[i]["content"], add_special_tokens=False)["input_ids"]
+        )
+
+
+def test_long_files_are_cut_by_characters_but_the_model_sees_what_training_does(trained, tmp_path):
+    lines = "value = compute(alpha, beta)\n" * 100
+    padded = " " * 2000 + lines  # a head of 6 x 64 characters holds no token at all
+    write_shard(
+        tmp_path / "corpus",
+        "python",
+        "long",
+        [{"id": "lines", "content": lines}, {"id": "padded", "content": padded}],
+    )
+    score(trained, tmp_path / "corpus", tmp_path / "out")
+    got = pq.read_table(tmp_path / "out" / "python" / "long.parquet").to_pylist()
+    for row, text in zip(got, (lines, padded), strict=True):
+        exact = len(trained.tokenizer(text, add_special_tokens=False)["input_ids"])
+        assert row["truncated"] and row["num_tokens_estimated"]
+        # Extrapolated from the head's density: close for uniform text, rough where the head is mostly blank.
+        if text is lines:
+            assert abs(row["num_tokens"] - exact) <= 0.05 * exact
+        assert row["num_tokens"] > 62
+        enc = trained.tokenizer([text], truncation=True, max_length=64, return_tensors="pt")
+        with torch.inference_mode():
+            out = trained.model(enc["input_ids"], enc["attention_mask"])
+        assert row["quality"] == pytest.approx(out["quality"].item(), abs=1e-4)
+
+
+def test_worker_processes_give_the_same_scores(trained, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", shards=2, rows=30)
+    score(trained, corpus, tmp_path / "a", window=8, tokens_per_batch=512, rows_per_part=10)
+    score(trained, corpus, tmp_path / "b", window=8, tokens_per_batch=512, rows_per_part=10, num_workers=2)
+    for name in output_ids(tmp_path / "a"):
+        a, b = (pq.read_table(tmp_path / d / name) for d in ("a", "b"))
+        assert a.equals(b), name
+
+
+def test_token_budget_batches():
+    rnd = random.Random(0)
+    rows = [Row(i, str(i), None, ids=[1] * rnd.randint(2, 512)) for i in range(500)]
+    budget = 4096
+    batches = list(budget_batches(rows, budget, max_length=512))
+    assert sorted(r.index for b in batches for r in b) == list(range(500))
+    for b in batches:
+        lengths = [len(r.ids) for r in b]
+        assert lengths == sorted(lengths, reverse=True)
+        assert len(b) * padded_length(lengths[0], 512) <= budget
+        input_ids, mask = collate(b, pad_id=0, max_length=512)
+        assert input_ids.shape[1] % 8 == 0 and mask.sum().item() == sum(lengths)
+    # A file longer than the whole budget still goes through, alone.
+    assert [len(b) for b in budget_batches([Row(0, "0", None, ids=[1] * 500)], 100, 512)] == [1]
+
+
+def test_bad_inputs_are_scored_or_carry_an_error(trained, tmp_path):
+    corpus = tmp_path / "corpus"
+    huge = "x = 1\n" * (100 * 2**20 // 6)  # 100 MB
+    text_rows = [("ok", "print(1)\n"), ("empty", ""), ("null", None), ("nul", "abc\x00def"), ("huge", huge)]
+    write_shard(corpus, "python", "text", [{"id": i, "content": c} for i, c in text_rows])
+    del huge
+    binary_rows = [
+        ("utf8", "é = 1\n".encode()),
+        ("latin1", b"caf\xe9 = 1\n"),
+        ("nulbytes", b"\x7fELF\x00\x01"),
+        ("none", None),
+    ]
+    schema = pa.schema([("id", pa.string()), ("content", pa.binary())])
+    write_shard(corpus, "python", "binary", [{"id": i, "content": c} for i, c in binary_rows], schema=schema)
+    (corpus / "go").mkdir()
+    (corpus / "go" / "lines.jsonl").write_bytes(
+        b'{"id": "a", "content": "package main\\n"}\n'
+        b"{not json\n"
+        b"\n"  # blank lines are not rows
+        b'{"id": "c", "content": "caf\xe9"}\n'
+        b"[1, 2]\n"
+        b'{"content": 5}\n'
+    )
+    summary = score(trained, corpus, tmp_path / "out")
+    assert not summary.failed
+
+    def by_id(name):
+        rows = pq.read_table(tmp_path / "out" / name).to_pylist()
+        return {r["id"]: r for r in rows}, rows
+
+    text, rows = by_id("python/text.parquet")
+    assert [r["id"] for r in rows] == [i for i, _ in text_rows]
+    assert text["ok"]["error"] is None and text["empty"]["error"] is None and text["empty"]["num_tokens"] == 0
+    assert text["null"]["error"] == "null content" and text["null"]["quality"] is None
+    assert text["null"]["content_type"] is None and text["null"]["content_type_probs"] is None
+    assert "NUL" in text["nul"]["error"]
+    big = text["huge"]
+    assert big["error"] is None and big["truncated"] and big["num_tokens_estimated"]
+    assert big["num_tokens"] > 10_000_000  # extrapolated from the head: about 5 tokens a line
+
+    binary, _ = by_id("python/binary.parquet")
+    assert binary["utf8"]["error"] is None and binary["utf8"]["quality"] is not None
+    assert "UTF-8" in binary["latin1"]["error"]
+    assert "NUL" in binary["nulbytes"]["error"]
+    assert binary["none"]["error"] == "null content"
+
+    _, go = by_id("go/lines.parquet")
+    ids, errors = [r["id"] for r in go], [r["error"] for r in go]
+    assert len(go) == 5 and ids[0] == "a" and errors[0] is None
+    assert "line 2" in errors[1] and ids[1] == "go/lines#1"  # a stable id from the row's position
+    assert "line 4" in errors[2]  # invalid UTF-8 inside a JSONL file
+    assert "line 5" in errors[3] and "not text" in errors[4]
+
+
+def test_unreadable_shard_is_reported_and_the_rest_is_scored(trained, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=1, rows=10)
+    (corpus / "python" / "broken.parquet").write_bytes(b"this is not parquet")
+    summary = score(trained, corpus, tmp_path / "out")
+    assert len(summary.failed) == 1 and "broken.parquet" in summary.failed[0]
+    assert (tmp_path / "out" / "python" / "train-00000.parquet").exists()
+
+
+def test_rerun_skips_done_shards_and_refuses_another_model(trained, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", shards=2, rows=10)
+    score(trained, corpus, tmp_path / "out")
+    again = score(trained, corpus, tmp_path / "out")
+    assert again.shards_done_before == 4 and again.rows_scored == 0
+    other = make_checkpoint(tmp_path / "other.ckpt", seed=1)
+    with pytest.raises(ValueError, match="another model"):
+        score(load_trained(other), corpus, tmp_path / "out")
+
+
+def test_score_help():
+    with pytest.raises(SystemExit) as e:
+        load_script("score").parse_args(["--help"])
+    assert e.value.code == 0
+
+
+def _env():
+    # One thread per process: the test machines are small and shared.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+def _score_cmd(ckpt, corpus, out, *extra):
+    return [sys.executable, str(REPO / "score.py"), "--model", str(ckpt), "--corpus", str(corpus),
+            "--out", str(out), "--num-workers", "0", "--device", "cpu", "--no-progress", *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(ckpt, tmp_path):
+    # Long enough files that the run takes seconds, so that it can be killed in the middle.
+    corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=6, rows=800, repeat=8)
+    out = tmp_path / "out"
+    cmd = _score_cmd(ckpt, corpus, out, "--rows-per-part", "400", "--window", "256")
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not list(out.glob("python/*.parquet")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stderr = proc.stderr.read().decode()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed:\n{stderr}"
+    done = {p: p.stat().st_mtime_ns for p in out.glob("python/*.parquet")}
+    done_parts = {p: p.stat().st_mtime_ns for p in out.glob("python/*.parts/*.parquet")}
+    assert 1 <= len(done) < 6
+
+    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(done)} done before" in rerun.stderr
+    assert output_ids(out) == input_ids(corpus)  # every id exactly once, in input order
+    for p, mtime in done.items():
+        assert p.stat().st_mtime_ns == mtime, f"{p} was rewritten"
+    # Parts finished before the kill were kept (their shard's file was merged from them, not recomputed).
+    assert not [p for p in done_parts if p.exists() and p.stat().st_mtime_ns != done_parts[p]]
+    assert not list(out.rglob("*.parts")) and not list(out.rglob(".*tmp-*"))
+
+
+@pytest.mark.slow
+def test_two_ranks_split_the_shards(ckpt, tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", shards=3, rows=40)
+    out = tmp_path / "out"
+    procs = [
+        subprocess.Popen(
+            _score_cmd(ckpt, corpus, out),
+            env={**_env(), "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    logs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "rank 0/2: 3 shards" in logs[0] and "rank 1/2: 3 shards" in logs[1]
+    got = output_ids(out)
+    assert got == input_ids(corpus)
+    every_id = [i for ids in got.values() for i in ids]
+    assert len(every_id) == len(set(every_id)) == 2 * 3 * 40
