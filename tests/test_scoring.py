@@ -91,6 +91,23 @@ def test_batched_scores_equal_one_file_at_a_time(trained, tmp_path):
         )
 
 
+def test_packed_forward_gives_the_padded_scores(ckpt, tmp_path):
+    # The GPU's default path (unpadded, Flash Attention's variable-length kernel there) through its CPU
+    # fallback: the same rows, the same scores as the padded forward.
+    corpus = make_corpus(tmp_path / "corpus", languages=("go", "sql"), shards=1, rows=30)
+    score(load_trained(ckpt), corpus, tmp_path / "padded", window=30, tokens_per_batch=512, packed=False)
+    score(load_trained(ckpt), corpus, tmp_path / "packed", window=30, tokens_per_batch=512, packed=True)
+    for lang in ("go", "sql"):
+        a = pq.read_table(tmp_path / "padded" / lang / "train-00000.parquet").to_pandas()
+        b = pq.read_table(tmp_path / "packed" / lang / "train-00000.parquet").to_pandas()
+        assert a["id"].tolist() == b["id"].tolist()
+        np.testing.assert_allclose(a["quality"], b["quality"], atol=1e-4)
+        np.testing.assert_allclose(a["structured_data"], b["structured_data"], atol=1e-4)
+        np.testing.assert_allclose(
+            np.stack(a["content_type_probs"]), np.stack(b["content_type_probs"]), atol=1e-4
+        )
+
+
 def test_long_files_are_cut_by_characters_but_the_model_sees_what_training_does(trained, tmp_path):
     lines = "value = compute(alpha, beta)\n" * 100
     padded = " " * 2000 + lines  # a head of 6 x 64 characters holds no token at all

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 import curator
 from curator.data.shards import write_parquet_atomic
+from curator.models.packed import PackedClassifier, supports_packing
 from curator.models.trained import TrainedModel, load_trained
 from curator.scoring import outputs
 from curator.scoring.batching import Part, ScoreDataset, Tokenize, keep_as_is
@@ -108,15 +109,49 @@ class _Pending:
         self.received += len(rows)
 
 
-def _forward(model, input_ids, attention_mask, device) -> np.ndarray:
+class _Model:
+    """The forward that scoring runs: packed bf16 on a GPU where the encoder allows it, else padded.
+
+    Packed (`curator.models.packed`) runs every layer on real tokens only and attention through Flash
+    Attention's variable-length kernel; with the encoder's weights in bf16 rather than under autocast it saves
+    the casts too. Heads stay in fp32 either way.
+    """
+
+    def __init__(self, classifier, device: torch.device, packed: bool | None, compile: bool):
+        self.classifier = classifier
+        self.device = device
+        if packed is None:
+            packed = device.type == "cuda" and supports_packing(classifier.encoder)
+        self.packed = PackedClassifier(classifier) if packed else None
+        if self.packed is not None and device.type == "cuda":
+            classifier.encoder.to(torch.bfloat16)
+            if compile:
+                # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
+                self.packed.encoder = torch.compile(self.packed.encoder, dynamic=True)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_length: int) -> dict:
+        dev = self.device
+        if self.packed is None:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                return self.classifier(
+                    input_ids.to(dev, non_blocking=True), attention_mask.to(dev, non_blocking=True)
+                )
+        lengths = attention_mask.sum(1, dtype=torch.int32)
+        cu_seqlens = torch.nn.functional.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+        ids = input_ids[attention_mask.bool()]  # row-major: each file's tokens stay together, in order
+        # The kernel takes max_seqlen as a bound; a constant one keeps a compiled graph from recompiling.
+        bound = max_length if dev.type == "cuda" else int(lengths.max())
+        return self.packed(ids.to(dev, non_blocking=True), cu_seqlens.to(dev, non_blocking=True), bound)
+
+
+def _forward(model: _Model, input_ids, attention_mask, max_length: int) -> np.ndarray:
     """Scores of a batch: files x (quality, structured_data, class probabilities).
 
     A GPU out-of-memory error halves the batch instead of ending the run. (Overlapping the copy back with the
     next batch was measured on an H100 and gained nothing: the host waits on tokenization, not on this copy.)
     """
     try:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(input_ids.to(device, non_blocking=True), attention_mask.to(device, non_blocking=True))
+        out = model(input_ids, attention_mask, max_length)
         probs = torch.softmax(out["content_type"].float(), dim=-1)
         # One device-to-host copy (one sync) per batch rather than one per head.
         scores = torch.cat(
@@ -129,7 +164,7 @@ def _forward(model, input_ids, attention_mask, device) -> np.ndarray:
         torch.cuda.empty_cache()
         h = len(input_ids) // 2
         return np.concatenate(
-            [_forward(model, input_ids[a:b], attention_mask[a:b], device) for a, b in ((0, h), (h, None))]
+            [_forward(model, input_ids[a:b], attention_mask[a:b], max_length) for a, b in ((0, h), (h, None))]
         )
 
 
@@ -183,8 +218,14 @@ def score_corpus(
     rank: int | None = None,
     world_size: int | None = None,
     progress: bool = True,
+    packed: bool | None = None,
+    compile: bool = False,
 ) -> ScoreSummary:
-    """Score every unfinished shard of this rank; see score.py --help for the knobs."""
+    """Score every unfinished shard of this rank; see score.py --help for the knobs.
+
+    packed: None picks the packed bf16 forward on a GPU for BERT/RoBERTa-family encoders, the padded one
+    elsewhere; compile: torch.compile the packed encoder (a GPU and a long run: it costs a minute at start).
+    """
     env_rank, env_world, local_rank = rank_and_world()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
@@ -223,6 +264,9 @@ def score_corpus(
     if not parts:
         return summary
 
+    # After the fingerprint: the packed path may turn the encoder's weights to bf16.
+    forward = _Model(trained.model, dev, packed, compile)
+    log.info("forward: %s", "packed bf16" if forward.packed is not None else "padded")
     tok = Tokenize(trained.tokenizer, trained.max_length, max_chars)
     loader = DataLoader(
         ScoreDataset(parts, tok, window, tokens_per_batch),
@@ -267,7 +311,7 @@ def score_corpus(
                 continue
             scores = None  # an item of rows that carry an error has no model input
             if item["input_ids"] is not None:
-                scores = _forward(trained.model, item["input_ids"], item["attention_mask"], dev)
+                scores = _forward(forward, item["input_ids"], item["attention_mask"], trained.max_length)
                 summary.tokens += int(item["attention_mask"].sum())
             acc.add(item, scores)
             summary.rows_scored += len(item["meta"])
