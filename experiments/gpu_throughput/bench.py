@@ -97,7 +97,9 @@ def train_tokenizer(texts: list[str], out_dir: Path) -> PreTrainedTokenizerFast:
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        texts, vocab_size=UNIXCODER["vocab_size"] - 5, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        texts,
+        vocab_size=UNIXCODER["vocab_size"] - 5,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
     )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe._tokenizer,
@@ -110,23 +112,37 @@ def train_tokenizer(texts: list[str], out_dir: Path) -> PreTrainedTokenizerFast:
     return tok
 
 
+# --smoke shrinks the model so the whole script can be checked on a CPU before it spends GPU time.
+SMOKE = dict(UNIXCODER, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+ARCH = dict(UNIXCODER)
+
+
+def encoder_config() -> dict:
+    return {"model_type": "roberta", **ARCH}
+
+
+def sync(dev: str) -> None:
+    if dev == "cuda":
+        torch.cuda.synchronize()
+
+
 def build_model(attn: str) -> CuratorClassifier:
-    cfg = RobertaConfig(**UNIXCODER)
+    cfg = RobertaConfig(**ARCH)
     cfg._attn_implementation = attn
     torch.manual_seed(0)
     enc = RobertaModel(cfg, add_pooling_layer=False)
     return CuratorClassifier(enc, num_content_types=len(LABEL_SETS["full"].classes), pooling="cls")
 
 
-def timed(fn):
-    torch.cuda.synchronize()
+def timed(fn, dev="cuda"):
+    sync(dev)
     t = time.perf_counter()
     out = fn()
-    torch.cuda.synchronize()
+    sync(dev)
     return out, time.perf_counter() - t
 
 
-def score_naive(model, tok, texts, max_length, bs=16):
+def score_naive(model, tok, texts, max_length, dev, bs=16):
     """A first script: fp32, eager attention, padded to max_length, batch 16, corpus order."""
     useful = []
 
@@ -136,14 +152,14 @@ def score_naive(model, tok, texts, max_length, bs=16):
                 b = tok(texts[i : i + bs], padding="max_length", truncation=True, max_length=max_length,
                         return_tensors="pt")  # fmt: skip
                 useful.extend(b["attention_mask"].sum(1).tolist())
-                out = model(b["input_ids"].cuda(), b["attention_mask"].cuda())
+                out = model(b["input_ids"].to(dev), b["attention_mask"].to(dev))
                 out["quality"].cpu()
 
-    _, dt = timed(run)
+    _, dt = timed(run, dev)
     return dict(files=len(texts), seconds=dt, useful_tokens=int(sum(useful)), flops=useful_flops(useful))
 
 
-def write_corpus(texts, langs, root: Path, shards_per_lang=4):
+def write_corpus(texts, langs, root: Path, shards_per_lang=16):
     by_lang: dict[str, list[int]] = {}
     for i, lang in enumerate(langs):
         by_lang.setdefault(lang, []).append(i)
@@ -161,7 +177,9 @@ def write_corpus(texts, langs, root: Path, shards_per_lang=4):
             pq.write_table(t, root / lang / f"train-{s:05d}.parquet")
 
 
-def score_curator(model, tok, texts, langs, max_length, workdir: Path, tokens_per_batch, num_workers):
+def score_curator(
+    model, tok, texts, langs, max_length, workdir: Path, tokens_per_batch, num_workers, dev, compile=False
+):
     from curator.scoring.runner import score_corpus
 
     corpus = workdir / "corpus"
@@ -170,18 +188,27 @@ def score_curator(model, tok, texts, langs, max_length, workdir: Path, tokens_pe
     out = workdir / f"scores{max_length}-{time.time_ns()}"
     trained = TrainedModel(model=model, tokenizer=tok, label_set=LABEL_SETS["full"], max_length=max_length)
     summary, dt = timed(
-        lambda: score_corpus(trained, corpus, out, tokens_per_batch=tokens_per_batch, num_workers=num_workers,
-                             device="cuda", progress=False)  # fmt: skip
+        lambda: score_corpus(
+            trained,
+            corpus,
+            out,
+            tokens_per_batch=tokens_per_batch,
+            num_workers=num_workers,
+            device=dev,
+            progress=False,
+            compile=compile,
+        ),  # fmt: skip
+        dev,
     )
     scores = pq.read_table(sorted(out.rglob("*.parquet")), columns=["id", "num_tokens", "quality", "error"])
     n_tok = [min(n + 2, max_length) for n in scores.column("num_tokens").to_pylist() if n is not None]
     assert scores.num_rows == len(texts), (scores.num_rows, len(texts))
     return dict(files=scores.num_rows, seconds=dt, useful_tokens=int(sum(n_tok)), flops=useful_flops(n_tok),
                 errors=int(sum(e is not None for e in scores.column("error").to_pylist())),
-                summary_tokens=summary.tokens), out  # fmt: skip
+                summary_tokens=summary.tokens, compile=compile), out  # fmt: skip
 
 
-def agreement(model, tok, texts, max_length, n=256):
+def agreement(model, tok, texts, max_length, dev, n=256):
     """Packed bf16 scores against an fp32 padded reference on the same files."""
     from curator.models.packed import PackedClassifier, pack
 
@@ -197,13 +224,22 @@ def agreement(model, tok, texts, max_length, n=256):
             for j, s in enumerate(chunk):
                 x[j, : len(s)] = torch.tensor(s)
                 m[j, : len(s)] = 1
-            r = model_fp32(x.cuda(), m.cuda())
-            ref_q.append(r["quality"]), ref_s.append(r["structured_data"]), ref_c.append(r["content_type"].softmax(-1))
-    model.encoder.to(torch.bfloat16)
+            r = model_fp32(x.to(dev), m.to(dev))
+            (
+                ref_q.append(r["quality"]),
+                ref_s.append(r["structured_data"]),
+                ref_c.append(r["content_type"].softmax(-1)),
+            )
+    if dev == "cuda":
+        model.encoder.to(torch.bfloat16)
     packed = PackedClassifier(model)
     for i in range(0, n, 32):
-        g = packed(*pack(ids[i : i + 32], device="cuda"))
-        got_q.append(g["quality"]), got_s.append(g["structured_data"]), got_c.append(g["content_type"].softmax(-1))
+        g = packed(*pack(ids[i : i + 32], device=dev))
+        (
+            got_q.append(g["quality"]),
+            got_s.append(g["structured_data"]),
+            got_c.append(g["content_type"].softmax(-1)),
+        )
     model.encoder.float()
     cat = torch.cat
     return dict(
@@ -211,76 +247,68 @@ def agreement(model, tok, texts, max_length, n=256):
         quality_max_abs_diff=float((cat(got_q) - cat(ref_q)).abs().max()),
         structured_data_max_abs_diff=float((cat(got_s) - cat(ref_s)).abs().max()),
         content_type_prob_max_abs_diff=float((cat(got_c) - cat(ref_c)).abs().max()),
-        quality_level_agreement=float((cat(got_q).add(0.5).floor() == cat(ref_q).add(0.5).floor()).float().mean()),
+        quality_level_agreement=float(
+            (cat(got_q).add(0.5).floor() == cat(ref_q).add(0.5).floor()).float().mean()
+        ),
     )
 
 
-def train_throughput(tok, texts, max_length, recipe: str, steps: int, token_budget: int):
-    """Training steps per second of the seed's recipe or curator's, on the same files."""
-    model = build_model("sdpa").cuda().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, fused=True)
-    step_fn = torch.compile(_train_step, dynamic=recipe == "curator")
-    ids = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+def train_throughput(tok_dir, texts, max_length, recipe: str, steps: int, batch_size: int, dev: str):
+    """Optimizer steps of the seed's recipe or curator's, timed after a warm-up, on the same files.
+
+    Both run `CuratorTask._step` (the three heads and the weighted loss) under bf16 autocast and AdamW; they
+    differ in the batches: the seed's are 16 files in corpus order padded to max_length, curator's are built by
+    `curator.data.batching` (buffers sorted by length, each batch padded to its longest file, batches shuffled).
+    Lightning's per-step bookkeeping is left out of both.
+    """
+    from curator.data.batching import encode_rows, length_grouped, pad_batch
+    from curator.tasks.module import CuratorTask
+
+    task = CuratorTask(encoder="unixcoder-shaped", tokenizer=str(tok_dir), encoder_config=encoder_config(),
+                       max_length=max_length, pooling="cls")  # fmt: skip
+    model = task.to(dev).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=2e-5, fused=dev == "cuda")
     rng = random.Random(0)
-    if recipe == "seed":  # batch 16 in corpus order, padded to max_length
-        batches = [ids[i : i + 16] for i in range(0, len(ids) - 15, 16)]
-        widths = [max_length] * len(batches)
-    else:  # length-grouped: sort within windows of 64 batches, cut by a token budget, shuffle the batches
-        batches, widths = [], []
-        for w in range(0, len(ids), 4096):
-            window = sorted(ids[w : w + 4096], key=len, reverse=True)
-            i = 0
-            while i < len(window):
-                width = -(-len(window[i]) // 64) * 64  # round widths up to 64: few distinct compiled shapes
-                n = max(1, min(token_budget // width, 256))
-                batches.append(window[i : i + n])
-                widths.append(width)
-                i += n
-        order = list(range(len(batches)))
-        rng.shuffle(order)
-        batches, widths = [batches[i] for i in order], [widths[i] for i in order]
-    tensors = []
-    for b, width in zip(batches, widths, strict=True):
-        x = torch.full((len(b), width), UNIXCODER["pad_token_id"])
-        m = torch.zeros_like(x)
-        for j, s in enumerate(b):
-            x[j, : len(s)] = torch.tensor(s)
-            m[j, : len(s)] = 1
-        y = (torch.randint(1, 6, (len(b),)).float(), torch.randint(0, 4, (len(b),)).float(), torch.randint(0, 9, (len(b),)))
-        tensors.append((x, m, y))
-    # warm-up: compile every distinct shape once, outside the timed region
-    seen = set()
-    for x, m, y in tensors:
-        if x.shape not in seen or len(seen) < 3:
-            seen.add(x.shape)
-            step_fn(model, opt, x.cuda(), m.cuda(), *(t.cuda() for t in y))
-    files = useful = 0
-    lengths = []
-    torch.cuda.synchronize()
+    rows = [{"id": str(i), "language": "x", "content": t, "quality": rng.randint(1, 5),
+             "structured_data": rng.randint(0, 3), "content_type": rng.choice(LABEL_SETS["full"].classes)}
+            for i, t in enumerate(texts)]  # fmt: skip
+    tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
+    examples = encode_rows(rows, tok, max_length, LABEL_SETS["full"])
+    pad = UNIXCODER["pad_token_id"]
+    if recipe == "seed":
+        batches = []
+        for i in range(0, len(examples) - batch_size + 1, batch_size):
+            b = pad_batch(examples[i : i + batch_size], pad)
+            extra = max_length - b["input_ids"].shape[1]  # the seed pads every batch to max_length
+            b["input_ids"] = F.pad(b["input_ids"], (0, extra), value=pad)
+            b["attention_mask"] = F.pad(b["attention_mask"], (0, extra), value=0)
+            batches.append(b)
+    else:
+        batches = [pad_batch(b, pad) for b in length_grouped(examples, batch_size, 64, rng)]
+    autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda")
+
+    def step(b):
+        b = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+        with autocast:
+            loss, _, _ = task._step(b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for b in batches[:5]:
+        step(b)
+    sync(dev)
     t = time.perf_counter()
+    lengths = []
     for k in range(steps):
-        x, m, y = tensors[k % len(tensors)]
-        step_fn(model, opt, x.cuda(non_blocking=True), m.cuda(non_blocking=True), *(t.cuda(non_blocking=True) for t in y))
-        files += len(x)
-        lens = m.sum(1).tolist()
-        lengths += lens
-        useful += sum(lens)
-    torch.cuda.synchronize()
+        b = batches[k % len(batches)]
+        step(b)
+        lengths += b["attention_mask"].sum(1).tolist()
+    sync(dev)
     dt = time.perf_counter() - t
-    del model, opt
-    torch.cuda.empty_cache()
-    return dict(steps=steps, files=files, seconds=dt, useful_tokens=int(useful), flops=3 * useful_flops(lengths),
-                distinct_shapes=len(seen))  # fmt: skip
-
-
-def _train_step(model, opt, x, m, q, s, c):
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        out = model(x, m)
-    loss = F.mse_loss(out["quality"], q) + F.mse_loss(out["structured_data"], s) + F.cross_entropy(out["content_type"], c)
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return loss
+    return dict(steps=steps, batch_size=batch_size, files=len(lengths), seconds=dt, useful_tokens=int(sum(lengths)),
+                flops=3 * useful_flops(lengths))  # fmt: skip
 
 
 def rates(r: dict, peak: float) -> dict:
@@ -293,49 +321,92 @@ def rates(r: dict, peak: float) -> dict:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--files", type=int, default=40_000, help="files scored by curator's path")
-    p.add_argument("--naive-files", type=int, default=2_000, help="files scored by the naive loop (it is slow)")
+    p.add_argument(
+        "--naive-files", type=int, default=2_000, help="files scored by the naive loop (it is slow)"
+    )
     p.add_argument("--max-lengths", type=int, nargs="+", default=[512, 1024])
     p.add_argument("--tokens-per-batch", type=int, default=131072)
-    p.add_argument("--num-workers", type=int, default=12)
+    p.add_argument("--num-workers", type=int, default=14)
+    p.add_argument("--train-files", type=int, default=8_000)
     p.add_argument("--train-steps", type=int, default=60)
-    p.add_argument("--train-token-budget", type=int, default=32768)
-    p.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive score train agreement")
+    p.add_argument(
+        "--compile-score", action="store_true", help="also time score.py --compile (first max length)"
+    )
+    p.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive score agreement train")
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny model on the CPU: check the script, not the speed"
+    )
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args()
 
+    dev = "cpu" if args.smoke else "cuda"
+    if args.smoke:
+        ARCH.update(SMOKE)
     torch.backends.cuda.matmul.allow_tf32 = True
-    res = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "args": vars(args)}
-    res["peak_bf16_tflops"] = peak = matmul_peak()
+    out_file = Path(args.out, "results.json")
+    res = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__,
+           "args": vars(args)}  # fmt: skip
+
+    def save():
+        out_file.write_text(json.dumps(res, indent=1))
+
+    res["peak_bf16_tflops"] = peak = matmul_peak() if dev == "cuda" else float("nan")
     texts, langs = load_texts(args.files)
     work = Path(tempfile.mkdtemp())
     tok = train_tokenizer(texts[:4000], work / "tokenizer")
     chars = np.array([len(t) for t in texts])
-    res["chars_per_file"] = dict(median=float(np.median(chars)), p90=float(np.percentile(chars, 90)), mean=float(chars.mean()))
-    model = build_model("sdpa").cuda().eval()
+    res["chars_per_file"] = dict(
+        median=float(np.median(chars)), p90=float(np.percentile(chars, 90)), mean=float(chars.mean())
+    )
+    model = build_model("sdpa").to(dev).eval()
     for L in args.max_lengths:
         tag = f"len{L}"
         if "naive" not in args.skip:
-            naive = build_model("eager").cuda().eval()
-            score_naive(naive, tok, texts[:64], L)  # warm-up
-            res[f"score/naive/{tag}"] = rates(score_naive(naive, tok, texts[: args.naive_files], L), peak)
+            naive = build_model("eager").to(dev).eval()
+            score_naive(naive, tok, texts[:64], L, dev)  # warm-up
+            res[f"score/naive/{tag}"] = rates(
+                score_naive(naive, tok, texts[: args.naive_files], L, dev), peak
+            )
             del naive
-            torch.cuda.empty_cache()
+            save()
         if "score" not in args.skip:
-            score_curator(model, tok, texts[:2000], langs[:2000], L, work / "warm", args.tokens_per_batch, args.num_workers)
-            r, _ = score_curator(model, tok, texts, langs, L, work, args.tokens_per_batch, args.num_workers)
+            warm = dict(tokens_per_batch=args.tokens_per_batch, num_workers=args.num_workers, dev=dev)
+            score_curator(model, tok, texts[:2000], langs[:2000], L, work / f"warm{L}", **warm)
+            r, _ = score_curator(model, tok, texts, langs, L, work, **warm)
             res[f"score/curator/{tag}"] = rates(r, peak)
             if f"score/naive/{tag}" in res:
                 res[f"score/speedup_vs_naive/{tag}"] = (
-                    res[f"score/curator/{tag}"]["useful_tokens_per_s"] / res[f"score/naive/{tag}"]["useful_tokens_per_s"]
+                    res[f"score/curator/{tag}"]["useful_tokens_per_s"]
+                    / res[f"score/naive/{tag}"]["useful_tokens_per_s"]
                 )
+            save()
         if "agreement" not in args.skip:
-            res[f"agreement/{tag}"] = agreement(model, tok, texts, L)
+            res[f"agreement/{tag}"] = agreement(model, tok, texts, L, dev)
+            model.float()
+            save()
         if "train" not in args.skip:
-            for recipe in ("seed", "curator"):
-                r = train_throughput(tok, texts[:20000], L, recipe, args.train_steps, args.train_token_budget)
-                res[f"train/{recipe}/{tag}"] = rates(r, peak)
+            for recipe, bs in (("seed", 16), ("curator", 16), ("curator", 64)):
+                r = train_throughput(
+                    work / "tokenizer", texts[: args.train_files], L, recipe, args.train_steps, bs, dev
+                )
+                res[f"train/{recipe}_bs{bs}/{tag}"] = rates(r, peak)
+                if dev == "cuda":
+                    torch.cuda.empty_cache()
+                save()
         print(json.dumps({k: v for k, v in res.items() if tag in k}, indent=1), flush=True)
-    Path(args.out, "results.json").write_text(json.dumps(res, indent=1))
+    if args.compile_score and "score" not in args.skip:
+        L = args.max_lengths[0]
+        warm = dict(
+            tokens_per_batch=args.tokens_per_batch, num_workers=args.num_workers, dev=dev, compile=True
+        )
+        try:
+            score_curator(model, tok, texts[:2000], langs[:2000], L, work / "warmc", **warm)
+            r, _ = score_curator(model, tok, texts, langs, L, work, **warm)
+            res[f"score/curator_compiled/len{L}"] = rates(r, peak)
+        except Exception as e:  # compile support differs between torch builds; the rest stands
+            res[f"score/curator_compiled/len{L}"] = {"error": repr(e)[:500]}
+        save()
+    save()
     print("\n| measurement | files/s | useful tokens/s | MFU |\n|---|---|---|---|")
     for k, v in res.items():
         if isinstance(v, dict) and "files_per_s" in v:
@@ -343,7 +414,7 @@ def main():
     for k, v in res.items():
         if k.startswith("score/speedup") or k.startswith("agreement"):
             print(k, v)
-    print(f"peak bf16 matmul: {peak:.0f} TFLOP/s on {res['gpu']}")
+    print(f"peak bf16 matmul: {peak:.0f} TFLOP/s on {res['device']}")
 
 
 if __name__ == "__main__":
