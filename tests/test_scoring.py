@@ -295,3 +295,25 @@ def test_two_ranks_split_the_shards(ckpt, tmp_path):
     assert got == input_ids(corpus)
     every_id = [i for ids in got.values() for i in ids]
     assert len(every_id) == len(set(every_id)) == 2 * 3 * 40
+
+
+def test_workers_do_not_deadlock_when_tokenizer_parallelism_is_on(ckpt, tmp_path):
+    # A fast tokenizer's thread pool, used before the DataLoader forks its workers, deadlocks them when
+    # TOKENIZERS_PARALLELISM=true is set; scoring must finish anyway.
+    corpus = make_corpus(tmp_path / "corpus", shards=2, rows=40)
+    script = (
+        "import sys; from curator.models.trained import load_trained; from curator.scoring.runner import score_corpus\n"
+        "t = load_trained(sys.argv[1])\n"
+        "t.tokenizer(['def f(x):\\n    return x * 2\\n' * 200] * 256)\n"
+        "s = score_corpus(t, sys.argv[2], sys.argv[3], num_workers=2, device='cpu', progress=False)\n"
+        "print(s.rows_scored)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(ckpt), str(corpus), str(tmp_path / "out")],
+        env={**_env(), "TOKENIZERS_PARALLELISM": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == str(2 * 2 * 40)

@@ -70,7 +70,9 @@ def main():
         for budget in (32768, 131072):
             bs = list(batches_by_budget(lens, budget))
             with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-                res[f"{max_len}/padded_sorted_autocast/b{budget}"] = time_it(run_padded, model, bs, lens, peak)
+                res[f"{max_len}/padded_sorted_autocast/b{budget}"] = time_it(
+                    run_padded, model, bs, lens, peak
+                )
             model.encoder.to(torch.bfloat16)
             with torch.inference_mode():
                 res[f"{max_len}/padded_sorted_bf16/b{budget}"] = time_it(run_padded, model, bs, lens, peak)
@@ -78,11 +80,15 @@ def main():
                 res[f"{max_len}/packed_bf16/b{budget}"] = time_it(run_packed, packed, bs, lens, peak)
                 packed.encoder = torch.compile(packed.encoder, dynamic=True)
                 try:
-                    res[f"{max_len}/packed_bf16_compiled/b{budget}"] = time_it(run_packed, packed, bs, lens, peak)
+                    res[f"{max_len}/packed_bf16_compiled/b{budget}"] = time_it(
+                        run_packed, packed, bs, lens, peak
+                    )
                 except Exception as e:  # compile support differs between torch builds
                     res[f"{max_len}/packed_bf16_compiled/b{budget}"] = repr(e)[:300]
             model.encoder.float()
-            print(json.dumps({k: v for k, v in res.items() if k.startswith(str(max_len))}, indent=1), flush=True)
+            print(
+                json.dumps({k: v for k, v in res.items() if k.startswith(str(max_len))}, indent=1), flush=True
+            )
     print(json.dumps(res, indent=1))
 
 

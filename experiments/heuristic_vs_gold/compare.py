@@ -48,8 +48,11 @@ def main():
     write_report(report, args.out, "Heuristic labeler against gold labels", meta={"files": len(rows)})
 
     # Per language: the seed's summary numbers, one row each.
-    lines = ["| language | files | quality MAE | quality Spearman | quality rounded acc. | structured_data MAE | "
-             "structured_data Spearman | content_type accuracy | content_type macro F1 |", "|" + "---|" * 9]
+    lines = [
+        "| language | files | quality MAE | quality Spearman | quality rounded acc. | structured_data MAE | "
+        "structured_data Spearman | content_type accuracy | content_type macro F1 |",
+        "|" + "---|" * 9,
+    ]
     per_language = {}
     for lang in LANGUAGES:
         idx = [i for i, r in enumerate(rows) if r["language"] == lang]
@@ -65,7 +68,9 @@ def main():
 
     # The most frequent content-type confusions, and the files with the largest quality errors.
     confusions = Counter(
-        (r["content_type"], h.content_type) for r, h in zip(rows, heuristic, strict=True) if r["content_type"] != h.content_type
+        (r["content_type"], h.content_type)
+        for r, h in zip(rows, heuristic, strict=True)
+        if r["content_type"] != h.content_type
     )
     worst = sorted(range(len(rows)), key=lambda i: -abs(heuristic[i].quality - rows[i]["quality"]))[:12]
     extra = ["", "## Per language", "", *lines, "", "## Most frequent content-type confusions (gold -> heuristic)", "",

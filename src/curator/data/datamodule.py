@@ -32,7 +32,7 @@ from curator.models import build_tokenizer
 
 # The tokenizer runs inside dataloader workers; its own thread pool would fight them for cores (and warn
 # after a fork).
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["TOKENIZERS_PARALLELISM"] = "false"  # overrides a "true": see curator.scoring.runner
 # Lightning warns that an IterableDataset's length may be off with several workers; this one counts each
 # worker's share exactly.
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")

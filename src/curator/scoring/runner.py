@@ -233,8 +233,10 @@ def score_corpus(
     out = Path(out)
     dev = pick_device(device, local_rank)
     if num_workers > 0:
-        # The workers tokenize one file list each; Rust-side threads in forked workers would only contend.
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # The workers tokenize one file list each. A fast tokenizer whose thread pool was used before the fork
+        # deadlocks in the forked workers when TOKENIZERS_PARALLELISM=true is set (seen on a 16-core GPU
+        # machine: no row scored in minutes), so this overrides the user's setting instead of deferring to it.
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
     trained = model if isinstance(model, TrainedModel) else load_trained(model, device=dev)
     trained.model.to(dev).eval()
