@@ -39,10 +39,11 @@ import pyarrow.parquet as pq
 import tomllib
 from tqdm import tqdm
 
+from curator.labels import LANGUAGES
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
 
-LANGUAGES = ("python", "javascript", "typescript", "java", "go", "rust", "sql", "shell")
 
 # Licences we accept (SPDX ids). A package's `license` may be an SPDX expression ("MIT OR Apache-2.0",
 # "MIT AND Apache-2.0"): every id named in it must be on this list, so that the whole file is usable.

@@ -32,7 +32,9 @@ class OrdinalHead:
 
         np.round rounds half to even (2.5 -> 2, 3.5 -> 4); a level edge must not depend on parity.
         """
-        return np.clip(np.floor(np.asarray(values, dtype=np.float64) + 0.5), self.lo, self.hi).astype(np.int64)
+        return np.clip(np.floor(np.asarray(values, dtype=np.float64) + 0.5), self.lo, self.hi).astype(
+            np.int64
+        )
 
 
 QUALITY = OrdinalHead(
@@ -163,5 +165,7 @@ def rubric_markdown() -> str:
 
 if __name__ == "__main__":
     # python -m curator.labels > docs/rubric.md
-    print("<!-- Written by: python -m curator.labels > docs/rubric.md  (from src/curator/labels.py; edit there) -->")
+    print(
+        "<!-- Written by: python -m curator.labels > docs/rubric.md  (from src/curator/labels.py; edit there) -->"
+    )
     print(rubric_markdown(), end="")

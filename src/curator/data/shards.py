@@ -26,6 +26,22 @@ LABELED_COLUMNS = (
     "labeler",
     "split",
 )
+# The column types every labeler writes; a labeler may append columns of its own (e.g. its reasons).
+LABELED_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("language", pa.string()),
+        ("repo", pa.string()),
+        ("path", pa.string()),
+        ("content", pa.string()),
+        ("quality", pa.int64()),
+        ("structured_data", pa.int64()),
+        ("content_type", pa.string()),
+        ("labeler", pa.string()),
+        ("split", pa.string()),
+    ]
+)
+assert tuple(LABELED_SCHEMA.names) == LABELED_COLUMNS
 SPLITS = ("train", "val", "test")
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 

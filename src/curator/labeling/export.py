@@ -16,21 +16,7 @@ from curator.labeling.llm import iter_rows
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("language", pa.string()),
-        ("repo", pa.string()),
-        ("path", pa.string()),
-        ("content", pa.string()),
-        ("quality", pa.int64()),
-        ("structured_data", pa.int64()),
-        ("content_type", pa.string()),
-        ("labeler", pa.string()),
-        ("split", pa.string()),
-    ]
-)
-assert tuple(_SCHEMA.names) == shards.LABELED_COLUMNS
+_SCHEMA = shards.LABELED_SCHEMA
 
 
 def export_labeled(corpus_root, store, out_dir, languages=None, limit=None) -> dict:

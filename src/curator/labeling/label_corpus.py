@@ -19,22 +19,7 @@ from curator.data.corpus import iter_corpus
 from curator.labeling.heuristic import LABELER_NAME, label_file
 from curator.labels import CONTENT_TYPES, QUALITY, STRUCTURED_DATA, validate_labels
 
-SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("language", pa.string()),
-        ("repo", pa.string()),
-        ("path", pa.string()),
-        ("content", pa.string()),
-        ("quality", pa.int64()),
-        ("structured_data", pa.int64()),
-        ("content_type", pa.string()),
-        ("labeler", pa.string()),
-        ("split", pa.string()),
-        ("label_reasons", pa.list_(pa.string())),
-    ]
-)
-assert tuple(SCHEMA.names[: len(shards.LABELED_COLUMNS)]) == shards.LABELED_COLUMNS
+SCHEMA = shards.LABELED_SCHEMA.append(pa.field("label_reasons", pa.list_(pa.string())))
 
 
 def label_row(row: dict, split_fractions: dict[str, float] = shards.DEFAULT_SPLIT_FRACTIONS) -> dict:

@@ -40,7 +40,9 @@ class CuratorClassifier(nn.Module):
     scales; `content_type` holds logits of shape (batch, num_content_types).
     """
 
-    def __init__(self, encoder: PreTrainedModel, num_content_types: int, pooling: str = "cls", dropout: float = 0.1):
+    def __init__(
+        self, encoder: PreTrainedModel, num_content_types: int, pooling: str = "cls", dropout: float = 0.1
+    ):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling

@@ -95,4 +95,3 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     raise ValueError(f"unknown pooling {pooling!r}: use 'cls' or 'mean'")
-

@@ -81,7 +81,11 @@ class PackedEncoder(nn.Module):
         emb = self.encoder.embeddings
         total = input_ids.shape[0]
         positions = position_ids_for(cu_seqlens, total, self.position_offset)
-        x = emb.word_embeddings(input_ids) + emb.position_embeddings(positions) + emb.token_type_embeddings.weight[0]
+        x = (
+            emb.word_embeddings(input_ids)
+            + emb.position_embeddings(positions)
+            + emb.token_type_embeddings.weight[0]
+        )
         x = emb.LayerNorm(x)
         for layer in self.encoder.encoder.layer:
             att = layer.attention.self
@@ -119,7 +123,9 @@ class PackedClassifier(nn.Module):
         self.encoder = PackedEncoder(classifier.encoder)
 
     @torch.inference_mode()
-    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> dict[str, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
+    ) -> dict[str, torch.Tensor]:
         c = self.classifier
         hidden = self.encoder(input_ids, cu_seqlens, max_seqlen)
         pooled = packed_pool(hidden, cu_seqlens, c.pooling).float()
