@@ -2,8 +2,9 @@
 
     python export.py outputs/.../last.ckpt models/curator-minilm
 
-The folder holds model.safetensors, curator_config.json (encoder config, label set, pooling, max_length) and the
-tokenizer files; `curator.models.trained.load_trained(folder)` and `score.py --model folder` read it without
+The folder holds model.safetensors, curator_config.json (encoder config, label set, pooling, max_length), the
+tokenizer files and a model card (README.md) with the run's test tables (`--report`, or found beside the
+checkpoint's run); `curator.models.trained.load_trained(folder)` and `score.py --model folder` read it without
 Hydra, Lightning or a network.
 """
 
@@ -24,8 +25,14 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint", help="a Lightning checkpoint (.ckpt) written by train.py")
     p.add_argument("out_dir", help="the folder to create")
     p.add_argument("--overwrite", action="store_true", help="replace out_dir if it exists")
+    p.add_argument(
+        "--report",
+        default=None,
+        help="the test report (metrics.json from train.py or evaluate.py) whose tables go into the model card "
+        "(default: <run>/metrics.json when the checkpoint is in <run>/checkpoints/)",
+    )
     args = p.parse_args(argv)
-    out = export_trained(args.checkpoint, args.out_dir, overwrite=args.overwrite)
+    out = export_trained(args.checkpoint, args.out_dir, overwrite=args.overwrite, report=args.report)
     print(f"exported {args.checkpoint} -> {out}")
     return 0
 

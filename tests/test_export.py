@@ -104,3 +104,70 @@ def test_not_a_model(tmp_path):
         load_trained(tmp_path / "missing.ckpt")
     with pytest.raises(FileNotFoundError, match="curator_config.json"):
         load_trained(tmp_path)
+
+
+def _test_report(folder, checkpoint_name: str = "epoch_001.ckpt"):
+    """A metrics.json as train.py writes it, from a hand-made report."""
+    from curator.tasks.metrics import evaluate
+    from curator.tasks.report import write_report
+
+    report = evaluate(
+        {"quality": [3.1, 4.4, 1.2], "structured_data": [0.2, 2.9, 1.1], "content_type": [0, 2, 2]},
+        {"quality": [3, 4, 2], "structured_data": [0, 3, 1], "content_type": [0, 2, 1]},
+        get_label_set("full").classes,
+    )
+    meta = {"run": "card-test", "checkpoint": f"/somewhere/checkpoints/{checkpoint_name}", "split": "test"}
+    return write_report(report, folder, "card-test: test", meta)["metrics"]
+
+
+def test_export_writes_a_model_card_with_the_runs_test_tables(tmp_path):
+    from curator.models.card import CARD_NAME
+
+    run = tmp_path / "run"
+    ckpt = make_checkpoint(run / "checkpoints" / "epoch_001.ckpt", pooling="mean")
+    _test_report(run)  # <run>/metrics.json, found without --report
+    folder = tmp_path / "exported"
+    assert load_script("export").main([str(ckpt), str(folder)]) == 0
+
+    card = (folder / CARD_NAME).read_text()
+    assert card.startswith("# exported\n")
+    for expected in (
+        "`minilm` (bert, 1 layers, hidden size 32)",
+        "| Pooling | `mean` |",
+        "| Max length | 64 tokens",
+        "`full` (9 content types)",
+        "1 broken or gibberish",
+        "3 primary focus",
+        "`generated`",
+        f'load_trained("{folder}")',
+        f"python score.py --model {folder}",
+        "## Intended use and limits",
+        "## Evaluation on the test split",
+        "### Headline",
+        "| quality | Rounded accuracy | 0.667 | 0.553 | +0.114 |",  # 3.1->3 right, 4.4->4 right, 1.2->1 wrong
+        "#### Per level",
+    ):
+        assert expected in card, expected
+    # The exported checkpoint is the tested one: no warning that the numbers belong to another.
+    assert "Note: these numbers" not in card
+    # Still loads, README or not.
+    assert load_trained(folder).model.pooling == "mean"
+
+
+def test_model_card_report_from_the_command_line_and_its_absence(tmp_path):
+    from curator.models.card import CARD_NAME
+
+    export = load_script("export")
+    ckpt = make_checkpoint(tmp_path / "loose" / "last.ckpt", label_set="coarse")
+    assert export.main([str(ckpt), str(tmp_path / "bare")]) == 0
+    card = (tmp_path / "bare" / CARD_NAME).read_text()
+    assert "No test report was found" in card
+    assert "`code` (library, application, script, tutorial)" in card
+
+    report = _test_report(tmp_path / "elsewhere", checkpoint_name="epoch_003.ckpt")
+    assert export.main([str(ckpt), str(tmp_path / "with"), "--report", str(report)]) == 0
+    card = (tmp_path / "with" / CARD_NAME).read_text()
+    assert "### Headline" in card and "measured on `epoch_003.ckpt`, not on the exported `last.ckpt`" in card
+    with pytest.raises(FileNotFoundError):
+        export.main([str(ckpt), str(tmp_path / "missing"), "--report", str(tmp_path / "nope.json")])
+    assert not (tmp_path / "missing").exists()

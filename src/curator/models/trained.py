@@ -127,15 +127,25 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     return _from_checkpoint(*_read_checkpoint(path), device)
 
 
-def export_trained(src_ckpt: str | Path, out_dir: str | Path, overwrite: bool = False) -> Path:
+def export_trained(
+    src_ckpt: str | Path, out_dir: str | Path, overwrite: bool = False, report: str | Path | None = None
+) -> Path:
     """Write a checkpoint as one self-contained folder that `load_trained(out_dir)` reads.
 
-    The folder is assembled beside its target and renamed into place, so an interrupted export never leaves a
-    folder that looks complete.
+    The folder also gets a model card (README.md) with the test tables of `report` (a metrics.json; by default
+    the run's own, when the checkpoint sits in `<run>/checkpoints/`). The folder is assembled beside its target
+    and renamed into place, so an interrupted export never leaves a folder that looks complete.
     """
+    # Here, not at the top: the card's tables come from curator.tasks (torchmetrics), which loading a model
+    # to score never needs.
+    from curator.models.card import CARD_NAME, find_report, model_card
+
     src_ckpt, out_dir = Path(src_ckpt), Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    if report is not None and not Path(report).is_file():
+        raise FileNotFoundError(f"no test report at {report}")
+    report = report if report is not None else find_report(src_ckpt)
     hp, state = _read_checkpoint(src_ckpt)
     trained = _from_checkpoint(hp, state, "cpu")
     config = {
@@ -154,6 +164,9 @@ def export_trained(src_ckpt: str | Path, out_dir: str | Path, overwrite: bool = 
     save_model(trained.model, str(tmp / WEIGHTS_NAME))
     (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     trained.tokenizer.save_pretrained(str(tmp))
+    num_parameters = sum(p.numel() for p in trained.model.parameters())
+    card = model_card(out_dir, src_ckpt, config, trained.label_set, num_parameters, report)
+    (tmp / CARD_NAME).write_text(card)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
