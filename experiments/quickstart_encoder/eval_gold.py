@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -22,7 +23,7 @@ def gold_views(tmp: Path) -> dict[str, Path]:
     gold = pq.read_table(REPO / "data/gold/gold.parquet")
     views = {
         "all gold": gold,
-        "held-out gold": gold.filter(pc.is_in(gold["split"], pc.array(["val", "test"]))),
+        "held-out gold": gold.filter(pc.is_in(gold["split"], pa.array(["val", "test"]))),
     }
     paths = {}
     for name, table in views.items():
