@@ -113,6 +113,18 @@ def main(argv=None) -> int:
         summary.files_per_s,
         summary.tokens_per_s,
     )
+    if summary.rows_scored:
+        logging.info(
+            "time: %.1f s to the first batch, %.1f s waiting for input, %.1f s waiting for the model, "
+            "%.1f s writing%s",
+            summary.first_batch_s or 0.0,
+            summary.input_wait_s,
+            summary.gpu_wait_s,
+            summary.write_s,
+            "; input was the limit: try more --num-workers"
+            if summary.input_wait_s > 0.2 * summary.seconds and summary.input_wait_s > summary.gpu_wait_s
+            else "",
+        )
     if summary.failed:
         logging.error(
             "%d parts could not be scored; run the same command again to retry them:", len(summary.failed)

@@ -14,9 +14,16 @@ import torch
 from helpers_model import REPO, corpus_rows, load_script, make_checkpoint, make_corpus, write_shard
 
 from curator.models.trained import load_trained
-from curator.scoring.batching import Row, budget_batches, collate, padded_length
+from curator.scoring.batching import (
+    Row,
+    budget_batches,
+    collate,
+    collate_packed,
+    packed_batches,
+    padded_length,
+)
 from curator.scoring.outputs import SCORE_COLUMNS, content_types_of
-from curator.scoring.runner import score_corpus
+from curator.scoring.runner import _halves, score_corpus
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +162,41 @@ def test_token_budget_batches():
         assert input_ids.shape[1] % 8 == 0 and mask.sum().item() == sum(lengths)
     # A file longer than the whole budget still goes through, alone.
     assert [len(b) for b in budget_batches([Row(0, "0", None, ids=[1] * 500)], 100, 512)] == [1]
+
+
+def test_packed_batches_hold_every_row_within_the_budget():
+    rnd = random.Random(1)
+    rows = [
+        Row(i, str(i), None, ids=[rnd.randrange(5, 999) for _ in range(rnd.randint(2, 512))])
+        for i in range(300)
+    ]
+    rows.append(Row(300, "300", None, ids=[7] * 600))  # longer than the budget: alone in its batch
+    batches = list(packed_batches(rows, 500))
+    assert sorted(r.index for b in batches for r in b) == list(range(301))
+    for b in batches:
+        assert len(b) == 1 or sum(len(r.ids) for r in b) <= 500
+        ids, cu = collate_packed(b)
+        assert cu.dtype == ids.dtype == torch.int32 and cu[0] == 0 and cu[-1] == len(ids)
+        for j, r in enumerate(b):
+            assert ids[cu[j] : cu[j + 1]].tolist() == r.ids
+
+
+def test_a_batch_that_does_not_fit_is_halved_by_files():
+    rows = [Row(i, str(i), None, ids=list(range(1, 2 + i))) for i in range(5)]
+    meta = [r.meta() for r in rows]
+    ids, cu = collate_packed(rows)
+    a, b = _halves({"meta": meta, "input_ids": ids, "cu_seqlens": cu})
+    assert a["meta"] == meta[:2] and b["meta"] == meta[2:]
+    for half, part in ((a, rows[:2]), (b, rows[2:])):
+        want_ids, want_cu = collate_packed(part)
+        assert torch.equal(half["input_ids"], want_ids) and torch.equal(half["cu_seqlens"], want_cu)
+    padded, mask = collate(rows, pad_id=0, max_length=64)
+    a, b = _halves({"meta": meta, "input_ids": padded, "attention_mask": mask})
+    assert (
+        a["meta"] == meta[:2]
+        and torch.equal(b["input_ids"], padded[2:])
+        and torch.equal(a["attention_mask"], mask[:2])
+    )
 
 
 def test_bad_inputs_are_scored_or_carry_an_error(trained, tmp_path):

@@ -13,9 +13,9 @@ Printed and written to results.json:
 - score/curator: `curator.scoring.score_corpus` end to end (parquet in, parquet out, tokenization in worker
   processes, length-sorted token-budget batches, packed bf16 encoder);
 - agreement: curator's packed bf16 scores against an fp32 padded reference on the same files;
-- train/seed: the seed's recipe: batch 16 padded to max_length, bf16 autocast, AdamW, torch.compile;
+- train/seed: the seed's recipe: batch 16 padded to max_length, bf16 autocast, AdamW;
 - train/curator: curator's training step: length-grouped batches padded to the longest file, bf16 autocast,
-  fused AdamW, torch.compile with dynamic shapes.
+  fused AdamW; `train/curator_compiled` adds torch.compile of the encoder with dynamic shapes (`task.compile`).
 Useful tokens are real (non-padding) tokens; MFU counts the FLOPs of useful tokens only.
 """
 
@@ -159,7 +159,7 @@ def score_naive(model, tok, texts, max_length, dev, bs=16):
     return dict(files=len(texts), seconds=dt, useful_tokens=int(sum(useful)), flops=useful_flops(useful))
 
 
-def write_corpus(texts, langs, root: Path, shards_per_lang=16):
+def write_corpus(texts, langs, root: Path, shards_per_lang=8):
     by_lang: dict[str, list[int]] = {}
     for i, lang in enumerate(langs):
         by_lang.setdefault(lang, []).append(i)
@@ -178,7 +178,17 @@ def write_corpus(texts, langs, root: Path, shards_per_lang=16):
 
 
 def score_curator(
-    model, tok, texts, langs, max_length, workdir: Path, tokens_per_batch, num_workers, dev, compile=False
+    model,
+    tok,
+    texts,
+    langs,
+    max_length,
+    workdir: Path,
+    tokens_per_batch,
+    num_workers,
+    dev,
+    compile=False,
+    rows_per_part=1000,
 ):
     from curator.scoring.runner import score_corpus
 
@@ -197,6 +207,8 @@ def score_curator(
             device=dev,
             progress=False,
             compile=compile,
+            rows_per_part=rows_per_part,
+            window=rows_per_part,
         ),  # fmt: skip
         dev,
     )
@@ -205,7 +217,9 @@ def score_curator(
     assert scores.num_rows == len(texts), (scores.num_rows, len(texts))
     return dict(files=scores.num_rows, seconds=dt, useful_tokens=int(sum(n_tok)), flops=useful_flops(n_tok),
                 errors=int(sum(e is not None for e in scores.column("error").to_pylist())),
-                summary_tokens=summary.tokens, compile=compile), out  # fmt: skip
+                summary_tokens=summary.tokens, compile=compile, first_batch_s=summary.first_batch_s,
+                input_wait_s=summary.input_wait_s, gpu_wait_s=summary.gpu_wait_s, write_s=summary.write_s,
+                loop_s=summary.seconds), out  # fmt: skip
 
 
 def agreement(model, tok, texts, max_length, dev, n=256):
@@ -253,7 +267,36 @@ def agreement(model, tok, texts, max_length, dev, n=256):
     )
 
 
-def train_throughput(tok_dir, texts, max_length, recipe: str, steps: int, batch_size: int, dev: str):
+_ENCODED: dict = {}
+
+
+def train_examples(tok_dir, texts, max_length):
+    """Tokenized training rows, once per max_length. Files are cut to a head of 8 characters per token first,
+    as the scorer does: the model sees the same tokens, and the benchmark does not spend minutes tokenizing
+    tails that truncation drops."""
+    from curator.data.batching import encode_rows
+
+    if max_length not in _ENCODED:
+        rng = random.Random(0)
+        rows = [{"id": str(i), "language": "x", "content": t[: 8 * max_length], "quality": rng.randint(1, 5),
+                 "structured_data": rng.randint(0, 3), "content_type": rng.choice(LABEL_SETS["full"].classes)}
+                for i, t in enumerate(texts)]  # fmt: skip
+        tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
+        _ENCODED[max_length] = encode_rows(rows, tok, max_length, LABEL_SETS["full"])
+    return _ENCODED[max_length]
+
+
+def train_throughput(
+    tok_dir,
+    texts,
+    max_length,
+    recipe: str,
+    steps: int,
+    batch_size: int,
+    dev: str,
+    compile: bool = False,
+    no_cudnn_attention: bool = False,
+):
     """Optimizer steps of the seed's recipe or curator's, timed after a warm-up, on the same files.
 
     Both run `CuratorTask._step` (the three heads and the weighted loss) under bf16 autocast and AdamW; they
@@ -261,20 +304,18 @@ def train_throughput(tok_dir, texts, max_length, recipe: str, steps: int, batch_
     `curator.data.batching` (buffers sorted by length, each batch padded to its longest file, batches shuffled).
     Lightning's per-step bookkeeping is left out of both.
     """
-    from curator.data.batching import encode_rows, length_grouped, pad_batch
+    from curator.data.batching import length_grouped, pad_batch
     from curator.tasks.module import CuratorTask
 
     task = CuratorTask(encoder="unixcoder-shaped", tokenizer=str(tok_dir), encoder_config=encoder_config(),
                        max_length=max_length, pooling="cls")  # fmt: skip
     model = task.to(dev).train()
+    if compile:
+        model.model.encoder.compile(dynamic=True)  # as CuratorTask does with compile=true
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-5, fused=dev == "cuda")
     rng = random.Random(0)
-    rows = [{"id": str(i), "language": "x", "content": t, "quality": rng.randint(1, 5),
-             "structured_data": rng.randint(0, 3), "content_type": rng.choice(LABEL_SETS["full"].classes)}
-            for i, t in enumerate(texts)]  # fmt: skip
-    tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
-    examples = encode_rows(rows, tok, max_length, LABEL_SETS["full"])
+    examples = train_examples(tok_dir, texts, max_length)
     pad = UNIXCODER["pad_token_id"]
     if recipe == "seed":
         batches = []
@@ -288,15 +329,22 @@ def train_throughput(tok_dir, texts, max_length, recipe: str, steps: int, batch_
         batches = [pad_batch(b, pad) for b in length_grouped(examples, batch_size, 64, rng)]
     autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda")
 
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # A probe: cuDNN's attention builds a plan per new shape, which length-grouped batches have many of.
+    backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
     def step(b):
         b = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
-        with autocast:
+        with autocast, sdpa_kernel(backends) if no_cudnn_attention else contextlib.nullcontext():
             loss, _, _ = task._step(b)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for b in batches[:5]:
+    for b in batches[: 20 if compile else 5]:  # compiling for dynamic shapes takes a few distinct lengths
         step(b)
     sync(dev)
     t = time.perf_counter()
@@ -320,7 +368,7 @@ def rates(r: dict, peak: float) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--files", type=int, default=40_000, help="files scored by curator's path")
+    p.add_argument("--files", type=int, default=120_000, help="files scored by curator's path")
     p.add_argument(
         "--naive-files", type=int, default=2_000, help="files scored by the naive loop (it is slow)"
     )
@@ -332,6 +380,7 @@ def main():
     p.add_argument(
         "--compile-score", action="store_true", help="also time score.py --compile (first max length)"
     )
+    p.add_argument("--compile-train", action="store_true", help="also time training with torch.compile")
     p.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive score agreement train")
     p.add_argument(
         "--smoke", action="store_true", help="tiny model on the CPU: check the script, not the speed"
@@ -385,11 +434,24 @@ def main():
             model.float()
             save()
         if "train" not in args.skip:
-            for recipe, bs in (("seed", 16), ("curator", 16), ("curator", 64)):
-                r = train_throughput(
-                    work / "tokenizer", texts[: args.train_files], L, recipe, args.train_steps, bs, dev
-                )
-                res[f"train/{recipe}_bs{bs}/{tag}"] = rates(r, peak)
+            runs = [("seed", 16, False, False), ("curator", 16, False, False), ("curator", 16, False, True),
+                    ("curator", 64, False, False)]  # fmt: skip
+            if args.compile_train:
+                runs += [
+                    ("seed", 16, True, False),
+                    ("curator", 16, True, False),
+                    ("curator", 64, True, False),
+                ]
+            for recipe, bs, comp, no_cudnn in runs:
+                name = f"train/{recipe}{'_compiled' if comp else ''}{'_nocudnn' if no_cudnn else ''}_bs{bs}/{tag}"
+                try:
+                    r = train_throughput(
+                        work / "tokenizer", texts[: args.train_files], L, recipe, args.train_steps, bs, dev, comp,
+                        no_cudnn,
+                    )  # fmt: skip
+                    res[name] = rates(r, peak)
+                except Exception as e:  # compile support differs between torch builds; the rest stands
+                    res[name] = {"error": repr(e)[:500]}
                 if dev == "cuda":
                     torch.cuda.empty_cache()
                 save()
@@ -414,6 +476,15 @@ def main():
     for k, v in res.items():
         if k.startswith("score/speedup") or k.startswith("agreement"):
             print(k, v)
+        if k.startswith("score/curator") and "loop_s" in v:
+            print(f"{k}: {v['seconds']:.1f} s in all, {v['first_batch_s']:.1f} s to the first batch; main loop "
+                  f"{v['loop_s']:.1f} s: waited {v['input_wait_s']:.1f} s for input, {v['gpu_wait_s']:.1f} s "
+                  f"for the GPU, {v['write_s']:.1f} s writing")  # fmt: skip
+    for L in args.max_lengths:
+        seed = res.get(f"train/seed_bs16/len{L}", {}).get("files_per_s")
+        for k, v in res.items():
+            if seed and k.startswith("train/curator") and k.endswith(f"len{L}") and "files_per_s" in v:
+                print(f"{k}: {v['files_per_s'] / seed:.2f}x the seed's files/s")
     print(f"peak bf16 matmul: {peak:.0f} TFLOP/s on {res['device']}")
 
 

@@ -1,10 +1,12 @@
 """From input rows to model batches: content checks, tokenization, length sorting and token-budget batching.
 
 This runs in DataLoader worker processes, so tokenization overlaps the model. Rows are read a window at a
-time (e.g. 4096 files), sorted by token count within the window, and cut into batches whose padded size
-(files x longest file, rounded up to a multiple of 8) stays within a token budget: short files travel in large
-batches, long files in small ones, and little compute is spent on padding. Every item carries the rows'
-positions within their part, so that the writer restores the input order.
+time (e.g. 4096 files), sorted by token count within the window, and cut into batches within a token budget.
+For the padded forward the budget bounds files x longest file (rounded up to a multiple of 8): short files
+travel in large batches, long files in small ones, and little compute is spent on padding. For the packed
+forward the workers pack the batch themselves (one row of real tokens and the offsets where files start), so
+the budget bounds real tokens and the main process only copies the batch to the GPU. Every item carries the
+rows' positions within their part, so that the writer restores the input order.
 
 A row that cannot be scored (null, binary, not UTF-8, unreadable) is not an exception: it travels in an item of
 its own with its reason in `error`.
@@ -16,6 +18,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -155,6 +158,36 @@ def budget_batches(rows: list[Row], tokens_per_batch: int, max_length: int) -> I
         i += n
 
 
+def packed_batches(rows: list[Row], tokens_per_batch: int) -> Iterator[list[Row]]:
+    """Rows sorted longest first, cut greedily so that the real tokens of a batch stay within tokens_per_batch.
+
+    Sorting is not needed for packing itself; it keeps batch sizes even, so the last batch of a window is not
+    a handful of long files.
+    """
+    rows = sorted(rows, key=lambda r: len(r.ids), reverse=True)
+    batch: list[Row] = []
+    total = 0
+    for r in rows:
+        if batch and total + len(r.ids) > tokens_per_batch:
+            yield batch
+            batch, total = [], 0
+        batch.append(r)
+        total += len(r.ids)
+    if batch:
+        yield batch
+
+
+def collate_packed(rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids (total,) int32, cu_seqlens (n+1,) int32): the files' tokens end to end and where each starts."""
+    lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int32, count=len(rows))
+    cu_seqlens = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=cu_seqlens[1:])
+    ids = np.fromiter(
+        itertools.chain.from_iterable(r.ids for r in rows), dtype=np.int32, count=int(cu_seqlens[-1])
+    )
+    return torch.from_numpy(ids), torch.from_numpy(cu_seqlens)
+
+
 def collate(rows: list[Row], pad_id: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = padded_length(max(len(r.ids) for r in rows), max_length)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -165,8 +198,13 @@ def collate(rows: list[Row], pad_id: int, max_length: int) -> tuple[torch.Tensor
     return input_ids, attention_mask
 
 
-def part_items(part: Part, tok: Tokenize, window: int, tokens_per_batch: int) -> Iterator[dict]:
-    """Items for one part: model batches, items of error rows, and a closing item with the rows read."""
+def part_items(
+    part: Part, tok: Tokenize, window: int, tokens_per_batch: int, packed: bool = False
+) -> Iterator[dict]:
+    """Items for one part: model batches, items of error rows, and a closing item with the rows read.
+
+    A batch item holds `input_ids` and `attention_mask` (padded), or `input_ids` and `cu_seqlens` (packed).
+    """
     raw = iter_rows(part.shard, part.start, part.stop)
     id_prefix = f"{part.shard.language}/{part.shard.stem}#"
     n = 0
@@ -176,7 +214,13 @@ def part_items(part: Part, tok: Tokenize, window: int, tokens_per_batch: int) ->
         failed = [r for r in rows if r.error is not None]
         if failed:
             yield {"meta": [r.meta() for r in failed], "input_ids": None, "attention_mask": None}
-        for batch in budget_batches([r for r in rows if r.error is None], tokens_per_batch, tok.max_length):
+        good = [r for r in rows if r.error is None]
+        if packed:
+            for batch in packed_batches(good, tokens_per_batch):
+                input_ids, cu_seqlens = collate_packed(batch)
+                yield {"meta": [r.meta() for r in batch], "input_ids": input_ids, "cu_seqlens": cu_seqlens}
+            continue
+        for batch in budget_batches(good, tokens_per_batch, tok.max_length):
             input_ids, attention_mask = collate(batch, tok.pad_id, tok.max_length)
             yield {
                 "meta": [r.meta() for r in batch],
@@ -193,15 +237,20 @@ class ScoreDataset(IterableDataset):
     instead of stopping the run: its output is not written, so a re-run tries it again.
     """
 
-    def __init__(self, parts: list[Part], tok: Tokenize, window: int, tokens_per_batch: int):
+    def __init__(
+        self, parts: list[Part], tok: Tokenize, window: int, tokens_per_batch: int, packed: bool = False
+    ):
         self.parts, self.tok, self.window, self.tokens_per_batch = parts, tok, window, tokens_per_batch
+        self.packed = packed
 
     def __iter__(self):
         info = get_worker_info()
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
         for k in range(wid, len(self.parts), nworkers):
             try:
-                for item in part_items(self.parts[k], self.tok, self.window, self.tokens_per_batch):
+                for item in part_items(
+                    self.parts[k], self.tok, self.window, self.tokens_per_batch, self.packed
+                ):
                     yield {"part": k, **item}
             except Exception as e:
                 yield {"part": k, "failed": f"{type(e).__name__}: {e}"}

@@ -42,6 +42,12 @@ class ScoreSummary:
     tokens: int = 0  # tokens that went through the model (after truncation, padding not counted)
     seconds: float = 0.0
     failed: list[str] = field(default_factory=list)  # parts that could not be scored this time (re-run)
+    # Where the main process spent its time: waiting for the workers' next batch (too few workers), waiting for
+    # the GPU's scores (the GPU is the limit, as it should be), writing score files; and the start-up time.
+    input_wait_s: float = 0.0
+    gpu_wait_s: float = 0.0
+    write_s: float = 0.0
+    first_batch_s: float | None = None
 
     @property
     def files_per_s(self) -> float:
@@ -129,43 +135,94 @@ class _Model:
                 # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
                 self.packed.encoder = torch.compile(self.packed.encoder, dynamic=True)
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_length: int) -> dict:
+    def __call__(self, item: dict, max_length: int) -> dict:
         dev = self.device
         if self.packed is None:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 return self.classifier(
-                    input_ids.to(dev, non_blocking=True), attention_mask.to(dev, non_blocking=True)
+                    item["input_ids"].to(dev, non_blocking=True),
+                    item["attention_mask"].to(dev, non_blocking=True),
                 )
-        lengths = attention_mask.sum(1, dtype=torch.int32)
-        cu_seqlens = torch.nn.functional.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-        ids = input_ids[attention_mask.bool()]  # row-major: each file's tokens stay together, in order
+        cu_seqlens = item["cu_seqlens"]
         # The kernel takes max_seqlen as a bound; a constant one keeps a compiled graph from recompiling.
-        bound = max_length if dev.type == "cuda" else int(lengths.max())
-        return self.packed(ids.to(dev, non_blocking=True), cu_seqlens.to(dev, non_blocking=True), bound)
+        bound = max_length if dev.type == "cuda" else int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
+        return self.packed(
+            item["input_ids"].to(dev, non_blocking=True), cu_seqlens.to(dev, non_blocking=True), bound
+        )
 
 
-def _forward(model: _Model, input_ids, attention_mask, max_length: int) -> np.ndarray:
-    """Scores of a batch: files x (quality, structured_data, class probabilities).
+def batch_tokens(item: dict) -> int:
+    """Real (non-padding) tokens of a batch item, padded or packed."""
+    if "cu_seqlens" in item:
+        return int(item["cu_seqlens"][-1])
+    return int(item["attention_mask"].sum())
 
-    A GPU out-of-memory error halves the batch instead of ending the run. (Overlapping the copy back with the
-    next batch was measured on an H100 and gained nothing: the host waits on tokenization, not on this copy.)
+
+def _halves(item: dict) -> list[dict]:
+    """A batch item split into two by files (for a retry after running out of GPU memory)."""
+    h = len(item["meta"]) // 2
+    if "cu_seqlens" not in item:
+        return [
+            {
+                "meta": item["meta"][a:b],
+                "input_ids": item["input_ids"][a:b],
+                "attention_mask": item["attention_mask"][a:b],
+            }
+            for a, b in ((0, h), (h, None))
+        ]
+    cu, ids = item["cu_seqlens"], item["input_ids"]
+    mid = int(cu[h])
+    return [
+        {"meta": item["meta"][:h], "input_ids": ids[:mid], "cu_seqlens": cu[: h + 1]},
+        {"meta": item["meta"][h:], "input_ids": ids[mid:], "cu_seqlens": cu[h:] - mid},
+    ]
+
+
+class _Launched:
+    """Scores of a batch on their way to the host: the copy is queued behind the forward, not waited on, so
+    the host can fetch and launch the next batch while the GPU works (one batch in flight)."""
+
+    def __init__(self, scores: torch.Tensor):
+        if scores.is_cuda:
+            self.host = torch.empty(scores.shape, dtype=scores.dtype, pin_memory=True)
+            self.host.copy_(scores, non_blocking=True)
+            self.ready = torch.cuda.Event()
+            self.ready.record()
+        else:
+            self.host, self.ready = scores, None
+
+    def result(self) -> np.ndarray:
+        if self.ready is not None:
+            self.ready.synchronize()
+        return self.host.numpy()
+
+
+class _Joined:
+    def __init__(self, pieces: list):
+        self.pieces = pieces
+
+    def result(self) -> np.ndarray:
+        return np.concatenate([p.result() for p in self.pieces])
+
+
+def _launch(model: _Model, item: dict, max_length: int):
+    """Start the forward of a batch; `.result()` gives files x (quality, structured_data, class probabilities).
+
+    A GPU out-of-memory error halves the batch instead of ending the run.
     """
     try:
-        out = model(input_ids, attention_mask, max_length)
+        out = model(item, max_length)
         probs = torch.softmax(out["content_type"].float(), dim=-1)
-        # One device-to-host copy (one sync) per batch rather than one per head.
+        # One device-to-host copy per batch rather than one per head.
         scores = torch.cat(
             [out["quality"].float()[:, None], out["structured_data"].float()[:, None], probs], 1
         )
-        return scores.cpu().numpy()
+        return _Launched(scores)
     except torch.OutOfMemoryError:
-        if len(input_ids) == 1:
+        if len(item["meta"]) == 1:
             raise
         torch.cuda.empty_cache()
-        h = len(input_ids) // 2
-        return np.concatenate(
-            [_forward(model, input_ids[a:b], attention_mask[a:b], max_length) for a, b in ((0, h), (h, None))]
-        )
+        return _Joined([_launch(model, half, max_length) for half in _halves(item)])
 
 
 def _plan(shards: list[Shard], out: Path, rows_per_part: int, summary: ScoreSummary):
@@ -271,7 +328,7 @@ def score_corpus(
     log.info("forward: %s", "packed bf16" if forward.packed is not None else "padded")
     tok = Tokenize(trained.tokenizer, trained.max_length, max_chars)
     loader = DataLoader(
-        ScoreDataset(parts, tok, window, tokens_per_batch),
+        ScoreDataset(parts, tok, window, tokens_per_batch, packed=forward.packed is not None),
         batch_size=None,
         collate_fn=keep_as_is,
         num_workers=num_workers,
@@ -285,41 +342,63 @@ def score_corpus(
         total=total, unit="file", unit_scale=True, smoothing=0.05, disable=not show, desc=f"score rank {rank}"
     )
     start = time.perf_counter()
+    inflight: tuple[_Pending, dict, object] | None = None  # the batch on the GPU now
+
+    def finish_inflight() -> None:
+        nonlocal inflight
+        if inflight is not None:
+            acc, batch, launched = inflight
+            t = time.perf_counter()
+            acc.add(batch, launched.result())
+            summary.gpu_wait_s += time.perf_counter() - t
+            inflight = None
+
     with torch.inference_mode():
+        ready = time.perf_counter()
         for item in loader:
+            summary.input_wait_s += time.perf_counter() - ready
+            if summary.first_batch_s is None:
+                summary.first_batch_s = time.perf_counter() - start
             k = item["part"]
             part = parts[k]
+            if "input_ids" not in item or item["input_ids"] is None:
+                finish_inflight()  # a part's closing item must find all of its rows placed
             if "failed" in item:
                 pending.pop(k, None)
                 summary.failed.append(f"{part.path}: {item['failed']}")
                 log.error(
                     "could not score %s rows %d-%d: %s", part.shard.uri, part.start, part.stop, item["failed"]
                 )
-                continue
-            acc = pending.setdefault(k, _Pending(part, len(classes)))
-            if "done" in item:
-                del pending[k]
+            elif "done" in item:
+                acc = pending.pop(k, None) or _Pending(part, len(classes))
                 if item["done"] != part.num_rows or acc.received != part.num_rows:
                     summary.failed.append(f"{part.path}: expected {part.num_rows} rows, read {item['done']}")
                     log.error(
                         "%s: expected %d rows, read %d; not written", part.path, part.num_rows, item["done"]
                     )
-                    continue
-                table = outputs.build_table(
-                    part.shard.language, acc.meta, acc.quality, acc.structured_data, acc.probs, classes
-                )
-                write_parquet_atomic(table, part.path)
-                _maybe_merge(out, multi, part.shard, k)
-                continue
-            scores = None  # an item of rows that carry an error has no model input
-            if item["input_ids"] is not None:
-                scores = _forward(forward, item["input_ids"], item["attention_mask"], trained.max_length)
-                summary.tokens += int(item["attention_mask"].sum())
-            acc.add(item, scores)
-            summary.rows_scored += len(item["meta"])
-            bar.update(len(item["meta"]))
-            elapsed = time.perf_counter() - start
-            bar.set_postfix_str(f"{summary.tokens / max(elapsed, 1e-9):,.0f} tok/s", refresh=False)
+                else:
+                    t = time.perf_counter()
+                    table = outputs.build_table(
+                        part.shard.language, acc.meta, acc.quality, acc.structured_data, acc.probs, classes
+                    )
+                    write_parquet_atomic(table, part.path)
+                    _maybe_merge(out, multi, part.shard, k)
+                    summary.write_s += time.perf_counter() - t
+            else:
+                acc = pending.setdefault(k, _Pending(part, len(classes)))
+                if item["input_ids"] is None:  # rows that carry an error have no model input
+                    acc.add(item, None)
+                else:
+                    launched = _launch(forward, item, trained.max_length)
+                    finish_inflight()
+                    inflight = (acc, item, launched)
+                    summary.tokens += batch_tokens(item)
+                summary.rows_scored += len(item["meta"])
+                bar.update(len(item["meta"]))
+                elapsed = time.perf_counter() - start
+                bar.set_postfix_str(f"{summary.tokens / max(elapsed, 1e-9):,.0f} tok/s", refresh=False)
+            ready = time.perf_counter()
+        finish_inflight()
     bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
