@@ -95,3 +95,14 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     raise ValueError(f"unknown pooling {pooling!r}: use 'cls' or 'mean'")
+
+
+def avoid_cudnn_attention() -> None:
+    """Keep PyTorch's attention off the cuDNN backend for padded batches of many different lengths.
+
+    cuDNN's attention builds an execution plan for every new shape; length-grouped batches bring a new length
+    almost every step. Measured on an H100 (experiments/gpu_throughput): eager training steps at batch 16 ran
+    at 71 files/s with cuDNN attention and 381 files/s without. Flash and memory-efficient attention take over.
+    """
+    if torch.cuda.is_available():
+        torch.backends.cuda.enable_cudnn_sdp(False)

@@ -66,18 +66,27 @@ class PackedEncoder(nn.Module):
         self.act = _ACTIVATIONS[cfg.hidden_act]
         self.position_offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
 
-    def _attention(self, q, k, v, cu_seqlens, max_seqlen):
+    def _attention(self, q, k, v, cu_q, cu_k, max_q, max_k):
         if varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-            return varlen_attn(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+            return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k)
         out = torch.empty_like(q)
-        bounds = cu_seqlens.tolist()
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        bounds_q, bounds_k = cu_q.tolist(), cu_k.tolist()
+        for i in range(len(bounds_q) - 1):
             # (L, H, D) -> (1, H, L, D) for SDPA, and back
-            qs, ks, vs = (t[start:end].transpose(0, 1).unsqueeze(0) for t in (q, k, v))
-            out[start:end] = F.scaled_dot_product_attention(qs, ks, vs)[0].transpose(0, 1)
+            qs = q[bounds_q[i] : bounds_q[i + 1]].transpose(0, 1).unsqueeze(0)
+            ks, vs = (t[bounds_k[i] : bounds_k[i + 1]].transpose(0, 1).unsqueeze(0) for t in (k, v))
+            out[bounds_q[i] : bounds_q[i + 1]] = F.scaled_dot_product_attention(qs, ks, vs)[0].transpose(0, 1)
         return out
 
-    def forward(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, first_only: bool = False
+    ) -> torch.Tensor:
+        """Hidden states (total_tokens, hidden); with first_only, those of each file's first token only.
+
+        first_only is what first-token pooling needs, and it saves most of the last layer: keys and values are
+        computed for every token, but the query, the attention output and the feed-forward only for the first
+        token of each file (about 7% of a 12-layer encoder's FLOPs).
+        """
         emb = self.encoder.embeddings
         total = input_ids.shape[0]
         positions = position_ids_for(cu_seqlens, total, self.position_offset)
@@ -87,14 +96,21 @@ class PackedEncoder(nn.Module):
             + emb.token_type_embeddings.weight[0]
         )
         x = emb.LayerNorm(x)
-        for layer in self.encoder.encoder.layer:
+        layers = self.encoder.encoder.layer
+        for i, layer in enumerate(layers):
             att = layer.attention.self
-            q = att.query(x).view(total, self.num_heads, self.head_dim)
             k = att.key(x).view(total, self.num_heads, self.head_dim)
             v = att.value(x).view(total, self.num_heads, self.head_dim)
-            a = self._attention(q, k, v, cu_seqlens, max_seqlen).reshape(total, -1)
+            if first_only and i == len(layers) - 1:
+                x = x[cu_seqlens[:-1].long()]  # one query per file
+                cu_q = torch.arange(x.shape[0] + 1, dtype=cu_seqlens.dtype, device=x.device)
+                q = att.query(x).view(x.shape[0], self.num_heads, self.head_dim)
+                a = self._attention(q, k, v, cu_q, cu_seqlens, 1, max_seqlen)
+            else:
+                q = att.query(x).view(total, self.num_heads, self.head_dim)
+                a = self._attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
             out = layer.attention.output
-            x = out.LayerNorm(out.dense(a) + x)
+            x = out.LayerNorm(out.dense(a.reshape(x.shape[0], -1)) + x)
             h = self.act(layer.intermediate.dense(x))
             x = layer.output.LayerNorm(layer.output.dense(h) + x)
         return x
@@ -127,8 +143,10 @@ class PackedClassifier(nn.Module):
         self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
     ) -> dict[str, torch.Tensor]:
         c = self.classifier
-        hidden = self.encoder(input_ids, cu_seqlens, max_seqlen)
-        pooled = packed_pool(hidden, cu_seqlens, c.pooling).float()
+        if c.pooling == "cls":
+            pooled = self.encoder(input_ids, cu_seqlens, max_seqlen, first_only=True).float()
+        else:
+            pooled = packed_pool(self.encoder(input_ids, cu_seqlens, max_seqlen), cu_seqlens, c.pooling).float()
         with torch.autocast(device_type=pooled.device.type, enabled=False):
             return {
                 "quality": c.quality(pooled),

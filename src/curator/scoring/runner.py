@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 import curator
 from curator.data.shards import write_parquet_atomic
+from curator.models.encoder import avoid_cudnn_attention
 from curator.models.packed import PackedClassifier, supports_packing
 from curator.models.trained import TrainedModel, load_trained
 from curator.scoring import outputs
@@ -129,6 +130,8 @@ class _Model:
         if packed is None:
             packed = device.type == "cuda" and supports_packing(classifier.encoder)
         self.packed = PackedClassifier(classifier) if packed else None
+        if self.packed is None:
+            avoid_cudnn_attention()
         if self.packed is not None and device.type == "cuda":
             classifier.encoder.to(torch.bfloat16)
             if compile:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from curator.labels import QUALITY, STRUCTURED_DATA, get_label_set
 from curator.models import CuratorClassifier, build_encoder, max_model_tokens
+from curator.models.encoder import avoid_cudnn_attention
 from curator.tasks.metrics import CONTENT_TYPE, CuratorMetrics, flatten_for_logging
 
 HEADS = (QUALITY.name, STRUCTURED_DATA.name, CONTENT_TYPE)
@@ -141,6 +142,9 @@ class CuratorTask(L.LightningModule):
         self.test_report = self.test_metrics.compute()
         self.test_metrics.reset()
         self._log_report(self.test_report, "test")
+
+    def setup(self, stage: str) -> None:
+        avoid_cudnn_attention()
 
     def on_fit_start(self) -> None:
         if self.hparams.compile:
