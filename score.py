@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--tokens-per-batch",
         type=int,
         default=65536,
-        help="batch size as padded tokens (files x longest file); lower it on an out-of-memory error "
+        help="batch size in tokens: real tokens for the packed forward, files x longest file for the padded "
+        "one; raise it until GPU memory is nearly full (131072 on an H100), lower it on out-of-memory errors "
         "(default: %(default)s)",
     )
     p.add_argument(
@@ -78,7 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the packed encoder: a few percent faster on a long GPU run, a minute to start",
+        help="torch.compile the packed encoder: about 9%% faster on a GPU (2.02M against 1.85M tokens/s "
+        "on an H100, experiments/gpu_throughput), for a minute of compiling at start; use it on long runs",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
     return p.parse_args(argv)
