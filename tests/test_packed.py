@@ -8,7 +8,12 @@ from curator.models.packed import PackedClassifier, pack, position_ids_for
 
 TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128)
 ROBERTA = dict(
-    model_type="roberta", vocab_size=1000, max_position_embeddings=130, pad_token_id=1, type_vocab_size=1, **TINY
+    model_type="roberta",
+    vocab_size=1000,
+    max_position_embeddings=130,
+    pad_token_id=1,
+    type_vocab_size=1,
+    **TINY,
 )
 
 
@@ -54,7 +59,9 @@ def test_roberta_positions_start_after_padding_index():
 def test_rejects_unsupported_encoder():
     from curator.models.packed import PackedEncoder
 
-    enc = build_encoder("distilbert", config=dict(model_type="distilbert", vocab_size=100, dim=32, n_layers=1,
-                                                  n_heads=2, hidden_dim=64))
+    enc = build_encoder(
+        "distilbert",
+        config=dict(model_type="distilbert", vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64),
+    )
     with pytest.raises(ValueError, match="packed inference supports"):
         PackedEncoder(enc)

@@ -115,6 +115,30 @@ def test_packed_forward_gives_the_padded_scores(ckpt, tmp_path):
         )
 
 
+def test_a_compiler_that_fails_costs_speed_not_the_run(ckpt, tmp_path, monkeypatch, caplog):
+    corpus = make_corpus(tmp_path / "corpus", languages=("go",), shards=1, rows=20)
+    score(load_trained(ckpt), corpus, tmp_path / "eager", window=20, tokens_per_batch=512, packed=True)
+    calls = []
+
+    class Broken(torch.nn.Module):  # what torch.compile returns is a Module too
+        def forward(self, *args, **kwargs):
+            calls.append("compiled")
+            raise RuntimeError("no compiler for this build")
+
+    def broken_compile(module, **kw):
+        assert kw == {"dynamic": True}
+        return Broken()
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    caplog.set_level("WARNING")
+    out = tmp_path / "compiled"
+    score(load_trained(ckpt), corpus, out, window=20, tokens_per_batch=512, packed=True, compile=True)
+    assert calls == ["compiled"]  # tried once, then the eager encoder for every batch
+    assert "torch.compile failed" in caplog.text
+    a = pq.read_table(tmp_path / "eager" / "go" / "train-00000.parquet")
+    assert a.equals(pq.read_table(out / "go" / "train-00000.parquet"))
+
+
 def test_long_files_are_cut_by_characters_but_the_model_sees_what_training_does(trained, tmp_path):
     lines = "value = compute(alpha, beta)\n" * 100
     padded = " " * 2000 + lines  # a head of 6 x 64 characters holds no token at all
