@@ -108,6 +108,34 @@ def test_checkpoint_loads_without_hydra_and_predicts_the_same(labeled_root, tmp_
         torch.testing.assert_close(before[head], after[head])
 
 
+def test_a_resumed_run_keeps_its_best_validation_score(labeled_root, tmp_path):
+    import lightning as L
+
+    def fit(model, max_epochs, ckpt_path=None):
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_epochs=max_epochs,
+            limit_train_batches=2,
+            limit_val_batches=2,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+        dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=8, num_workers=0)
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        return trainer
+
+    first = _tiny_task()
+    trainer = fit(first, max_epochs=1)
+    assert first.val_score_best > float("-inf")
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    resumed = _tiny_task()
+    fit(resumed, max_epochs=1, ckpt_path=tmp_path / "last.ckpt")  # restores, then has nothing left to do
+    assert resumed.val_score_best == first.val_score_best
+
+
 def test_loss_weight_zero_turns_a_head_off(labeled_root):
     model = _tiny_task(loss_weights={"quality": 1.0, "structured_data": 0.0, "content_type": 1.0})
     batch = _batch(labeled_root)

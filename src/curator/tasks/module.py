@@ -143,6 +143,13 @@ class CuratorTask(L.LightningModule):
         self.test_metrics.reset()
         self._log_report(self.test_report, "test")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A resumed run must not take its first validation for the best one so far.
+        checkpoint["val_score_best"] = self.val_score_best
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.val_score_best = checkpoint.get("val_score_best", float("-inf"))
+
     def setup(self, stage: str) -> None:
         avoid_cudnn_attention()
 
