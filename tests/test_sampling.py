@@ -130,3 +130,14 @@ def test_sample_from_shipped_sample(tmp_path):
     cfg = sampling.SampleConfig(n_per_language=5, languages=langs, seed=0)
     stats = sampling.sample_corpus(ROOT / "data" / "sample", tmp_path / "o", cfg)
     assert all(s["sampled"] > 0 for s in stats.values())
+
+
+def test_a_corpus_line_that_is_not_json_is_an_error_naming_the_file_and_line(tmp_path):
+    f = tmp_path / "python" / "part.jsonl"
+    f.parent.mkdir()
+    f.write_text('{"id": "a", "content": "x = 1"}\n\n{"id": "b", "content": \n')
+    with pytest.raises(ValueError, match=r"part\.jsonl: line 3 is not a JSON object"):
+        list(corpus.iter_corpus(tmp_path))
+    # The scorer's reader keeps the row in its place with the reason instead.
+    rows = list(corpus.read_rows(f))
+    assert rows[0]["id"] == "a" and rows[1]["_error"].startswith("line 3 ")

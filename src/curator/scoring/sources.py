@@ -10,14 +10,13 @@ input row gets an output row.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from curator.data.corpus import corpus_files
+from curator.data.corpus import corpus_files, jsonl_lines, read_rows
 
 HF_PREFIX = "hf://"
 READ_COLUMNS = ("id", "content", "max_stars_repo_path")
@@ -81,7 +80,7 @@ def num_rows(shard: Shard) -> int:
             return pq.ParquetFile(fh).metadata.num_rows
     if shard.uri.endswith(".parquet"):
         return pq.ParquetFile(shard.uri).metadata.num_rows
-    return sum(1 for _ in _jsonl_lines(shard.uri))
+    return sum(1 for _ in jsonl_lines(shard.uri))
 
 
 def iter_rows(
@@ -91,63 +90,10 @@ def iter_rows(
     `_error` on a row that could not be read."""
     if shard.uri.startswith(HF_PREFIX):
         rows = _hub_rows(shard.uri[len(HF_PREFIX) :], start, stop)
-    elif shard.uri.endswith(".parquet"):
-        rows = _parquet_rows(shard.uri, start, stop, columns)
     else:
-        rows = _jsonl_rows(shard.uri, start, stop)
+        rows = read_rows(shard.uri, start, stop, columns)
     for row in rows:
         yield {k: row.get(k) for k in columns} | ({"_error": row["_error"]} if "_error" in row else {})
-
-
-def _parquet_rows(path: str, start: int, stop: int | None, columns: tuple[str, ...]) -> Iterator[dict]:
-    pf = pq.ParquetFile(path)
-    stop = pf.metadata.num_rows if stop is None else stop
-    columns = [c for c in columns if c in pf.schema_arrow.names]
-    # Read only the row groups that overlap the range, a record batch at a time: a worker's memory stays
-    # bounded however large the shard's row groups are.
-    groups, offset, first = [], 0, None
-    for i in range(pf.num_row_groups):
-        n = pf.metadata.row_group(i).num_rows
-        if offset < stop and offset + n > start:
-            groups.append(i)
-            first = offset if first is None else first
-        offset += n
-    if not groups:
-        return
-    pos = first
-    for batch in pf.iter_batches(batch_size=1024, row_groups=groups, columns=columns):
-        lo, hi = max(start - pos, 0), min(stop - pos, batch.num_rows)
-        if hi > lo:
-            yield from batch.slice(lo, hi - lo).to_pylist()
-        pos += batch.num_rows
-        if pos >= stop:
-            return
-
-
-def _jsonl_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """(line number, line) of the non-blank lines, read as bytes so that bad UTF-8 cannot stop the reader."""
-    import gzip
-
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if line.strip():
-                yield line_no, line
-
-
-def _jsonl_rows(path: str, start: int, stop: int | None) -> Iterator[dict]:
-    for i, (line_no, line) in enumerate(_jsonl_lines(path)):
-        if i < start:
-            continue
-        if stop is not None and i >= stop:
-            return
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            row = {"_error": f"line {line_no} is not a JSON object: {str(e)[:200]}"}
-        yield row
 
 
 def _hub_rows(path: str, start: int, stop: int | None) -> Iterator[dict]:
