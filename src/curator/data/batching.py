@@ -70,14 +70,22 @@ def _cut(buffer: list[dict], batch_size: int, rng: random.Random | None) -> list
     return batches
 
 
+def pad_sequences(
+    sequences: list[list[int]], pad_token_id: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token id lists padded on the right to `width` (default: the longest)."""
+    width = max(len(s) for s in sequences) if width is None else width
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        input_ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        attention_mask[i, : len(s)] = 1
+    return input_ids, attention_mask
+
+
 def pad_batch(examples: list[dict], pad_token_id: int) -> dict:
     """Tensors padded to the longest file of this batch (not to max_length): short files cost short steps."""
-    width = max(len(e["input_ids"]) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        input_ids[i, : len(e["input_ids"])] = torch.tensor(e["input_ids"], dtype=torch.long)
-        attention_mask[i, : len(e["input_ids"])] = 1
+    input_ids, attention_mask = pad_sequences([e["input_ids"] for e in examples], pad_token_id)
     batch = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from curator.data.batching import pad_sequences
 from curator.scoring.sources import Shard, iter_rows
 
 PAD_MULTIPLE = 8  # tensor cores like multiples of 8; the extra padding counts against the budget
@@ -190,12 +191,7 @@ def collate_packed(rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def collate(rows: list[Row], pad_id: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
     width = padded_length(max(len(r.ids) for r in rows), max_length)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, r in enumerate(rows):
-        input_ids[j, : len(r.ids)] = torch.tensor(r.ids, dtype=torch.long)
-        attention_mask[j, : len(r.ids)] = 1
-    return input_ids, attention_mask
+    return pad_sequences([r.ids for r in rows], pad_id, width)
 
 
 def part_items(
