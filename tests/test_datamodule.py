@@ -104,3 +104,24 @@ def test_streaming_through_datasets_reads_the_same_files(labeled_root):
     dm = CuratorDataModule(f"{labeled_root}/{{split}}/*.parquet", "minilm", max_length=32, num_workers=0)
     ids = sorted(i for b in dm.test_dataloader() for i in b["id"])
     assert ids == _ids(labeled_root, "test")
+
+
+def test_tokenizing_heads_gives_the_model_input_of_whole_files(tokenizer):
+    from pathlib import Path
+
+    from curator.data.batching import encode_rows
+
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    texts = []
+    for f in sorted(sample.glob("*/*.parquet")):
+        texts += pq.read_table(f, columns=["content"]).column("content").to_pylist()[::4]
+    # Heads that hold too few tokens are tokenized again whole: blanks, and a file of one repeated character.
+    texts += [" " * 5000 + "def f(x):\n    return x\n", "=" * 9000]
+    rows = [
+        {"id": str(i), "content": t, "quality": 3, "structured_data": 0, "content_type": "library"}
+        for i, t in enumerate(texts)
+    ]
+    for max_length in (64, 512):
+        whole = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        got = [e["input_ids"] for e in encode_rows(rows, tokenizer, max_length, get_label_set("full"))]
+        assert got == whole

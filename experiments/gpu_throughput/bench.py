@@ -271,14 +271,12 @@ _ENCODED: dict = {}
 
 
 def train_examples(tok_dir, texts, max_length):
-    """Tokenized training rows, once per max_length. Files are cut to a head of 8 characters per token first,
-    as the scorer does: the model sees the same tokens, and the benchmark does not spend minutes tokenizing
-    tails that truncation drops."""
+    """Tokenized training rows (curator's encode_rows, which tokenizes each file's head), once per max_length."""
     from curator.data.batching import encode_rows
 
     if max_length not in _ENCODED:
         rng = random.Random(0)
-        rows = [{"id": str(i), "language": "x", "content": t[: 8 * max_length], "quality": rng.randint(1, 5),
+        rows = [{"id": str(i), "language": "x", "content": t, "quality": rng.randint(1, 5),
                  "structured_data": rng.randint(0, 3), "content_type": rng.choice(LABEL_SETS["full"].classes)}
                 for i, t in enumerate(texts)]  # fmt: skip
         tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)

@@ -16,20 +16,38 @@ from curator.labels import QUALITY, STRUCTURED_DATA, LabelSet
 CONTENT_TYPE = "content_type"
 # Tokenizing a few hundred files per call amortises the fast tokenizer's per-call overhead.
 TOKENIZE_CHUNK = 256
+# Only a file's head is tokenized: max_length tokens of code take about 3 characters each, so 6 per token
+# leaves room. Tokenizing whole files cost 4x more on the shipped sample at 512 tokens (11.0 s against 2.6 s
+# for its 2,503 files on one core) for the same model input, and made tokenization, not the GPU, the limit.
+HEAD_CHARS_PER_TOKEN = 6
 
 
 def encode_rows(rows: list[dict], tokenizer, max_length: int, label_set: LabelSet) -> list[dict]:
-    """Token ids (truncated to max_length, special tokens included) and integer targets of labeled rows."""
-    examples = []
-    for start in range(0, len(rows), TOKENIZE_CHUNK):
-        chunk = rows[start : start + TOKENIZE_CHUNK]
-        ids = tokenizer(
-            [row["content"] or "" for row in chunk],
+    """Token ids (truncated to max_length, special tokens included) and integer targets of labeled rows.
+
+    Each file's head of HEAD_CHARS_PER_TOKEN x max_length characters is tokenized; a head that holds fewer
+    than max_length tokens (blank runs, tokens a tokenizer folds away) is tokenized again whole, so the model
+    input is what tokenizing the whole file with truncation gives.
+    """
+
+    def tokenize(texts: list[str]) -> list[list[int]]:
+        return tokenizer(
+            texts,
             truncation=True,
             max_length=max_length,
             return_attention_mask=False,
             return_token_type_ids=False,
         )["input_ids"]
+
+    head = HEAD_CHARS_PER_TOKEN * max_length
+    examples = []
+    for start in range(0, len(rows), TOKENIZE_CHUNK):
+        chunk = rows[start : start + TOKENIZE_CHUNK]
+        texts = [row["content"] or "" for row in chunk]
+        ids = tokenize([t[:head] for t in texts])
+        redo = [i for i, t in enumerate(texts) if len(t) > head and len(ids[i]) < max_length]
+        for i, again in zip(redo, tokenize([texts[i] for i in redo]) if redo else [], strict=True):
+            ids[i] = again
         for row, input_ids in zip(chunk, ids, strict=True):
             examples.append(
                 {

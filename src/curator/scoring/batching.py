@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curator.data.batching import pad_sequences
+from curator.data.batching import HEAD_CHARS_PER_TOKEN, pad_sequences
 from curator.scoring.sources import Shard, iter_rows
 
 PAD_MULTIPLE = 8  # tensor cores like multiples of 8; the extra padding counts against the budget
@@ -92,7 +92,7 @@ class Tokenize:
     def __init__(self, tokenizer, max_length: int, max_chars: int | None = None):
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.max_chars = max_chars or max_length * 6
+        self.max_chars = max_chars or max_length * HEAD_CHARS_PER_TOKEN
         # Where the special tokens go, learnt from the tokenizer itself ([CLS] x [SEP], <s> x </s>, ...).
         plain = tokenizer("a", add_special_tokens=False)["input_ids"]
         full = tokenizer("a", add_special_tokens=True)["input_ids"]
