@@ -17,8 +17,8 @@ CONTENT_TYPE = "content_type"
 # Tokenizing a few hundred files per call amortises the fast tokenizer's per-call overhead.
 TOKENIZE_CHUNK = 256
 # Only a file's head is tokenized: max_length tokens of code take about 3 characters each, so 6 per token
-# leaves room. Tokenizing whole files cost 4x more on the shipped sample at 512 tokens (11.0 s against 2.6 s
-# for its 2,503 files on one core) for the same model input, and made tokenization, not the GPU, the limit.
+# leaves room. Tokenizing whole files cost 4.3x more on the shipped sample at 512 tokens for the same model
+# input (experiments/gpu_throughput/tokenize_heads.py), enough to make tokenization the limit of training.
 HEAD_CHARS_PER_TOKEN = 6
 
 
