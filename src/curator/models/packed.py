@@ -12,6 +12,9 @@ The weights are the encoder's own (shared, not copied), so a trained checkpoint 
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -156,9 +159,11 @@ class PackedClassifier(nn.Module):
 
 
 def pack(sequences: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Token id lists -> (input_ids (total,), cu_seqlens (n+1,) int32, max_seqlen)."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int32)
-    cu = torch.zeros(len(sequences) + 1, dtype=torch.int32)
-    torch.cumsum(lengths, 0, out=cu[1:])
-    ids = torch.tensor([t for s in sequences for t in s], dtype=torch.long)
-    return ids.to(device), cu.to(device), int(lengths.max()) if len(sequences) else 0
+    """Token id lists -> (input_ids (total,) int32, cu_seqlens (n+1,) int32, max_seqlen): the files' tokens
+    end to end and where each starts."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
+    cu = np.zeros(len(sequences) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=cu[1:])
+    ids = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int32, count=int(cu[-1]))
+    max_seqlen = int(lengths.max()) if len(sequences) else 0
+    return torch.from_numpy(ids).to(device), torch.from_numpy(cu).to(device), max_seqlen

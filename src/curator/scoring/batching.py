@@ -18,11 +18,11 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from curator.data.batching import HEAD_CHARS_PER_TOKEN, pad_sequences
+from curator.models.packed import pack
 from curator.scoring.sources import Shard, iter_rows
 
 PAD_MULTIPLE = 8  # tensor cores like multiples of 8; the extra padding counts against the budget
@@ -179,14 +179,9 @@ def packed_batches(rows: list[Row], tokens_per_batch: int) -> Iterator[list[Row]
 
 
 def collate_packed(rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids (total,) int32, cu_seqlens (n+1,) int32): the files' tokens end to end and where each starts."""
-    lengths = np.fromiter((len(r.ids) for r in rows), dtype=np.int32, count=len(rows))
-    cu_seqlens = np.zeros(len(rows) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=cu_seqlens[1:])
-    ids = np.fromiter(
-        itertools.chain.from_iterable(r.ids for r in rows), dtype=np.int32, count=int(cu_seqlens[-1])
-    )
-    return torch.from_numpy(ids), torch.from_numpy(cu_seqlens)
+    """(input_ids (total,) int32, cu_seqlens (n+1,) int32) of a packed batch."""
+    input_ids, cu_seqlens, _ = pack([r.ids for r in rows])
+    return input_ids, cu_seqlens
 
 
 def collate(rows: list[Row], pad_id: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:

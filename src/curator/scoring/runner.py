@@ -394,8 +394,8 @@ def score_corpus(
                 summary.first_batch_s = time.perf_counter() - start
             k = item["part"]
             part = parts[k]
-            if "input_ids" not in item or item["input_ids"] is None:
-                finish_inflight()  # a part's closing item must find all of its rows placed
+            if "input_ids" not in item:
+                finish_inflight()  # a part's closing (or failing) item must find all of its rows placed
             if "failed" in item:
                 pending.pop(k, None)
                 summary.failed.append(f"{part.path}: {item['failed']}")
