@@ -70,20 +70,24 @@ def _batch(labeled_root, label_set="full"):
     return next(iter(dm.test_dataloader()))
 
 
-def test_checkpoint_loads_without_hydra_and_predicts_the_same(labeled_root, tmp_path):
+def _quiet_cpu_trainer(**kwargs):
+    """A Lightning Trainer on the CPU that writes nothing: no logger, checkpoints, bars or sanity check."""
     import lightning as L
 
-    model = _tiny_task(label_set="coarse", pooling="cls")
-    trainer = L.Trainer(
+    return L.Trainer(
         accelerator="cpu",
-        max_steps=2,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        limit_val_batches=0,
+        **kwargs,
     )
+
+
+def test_checkpoint_loads_without_hydra_and_predicts_the_same(labeled_root, tmp_path):
+    model = _tiny_task(label_set="coarse", pooling="cls")
+    trainer = _quiet_cpu_trainer(max_steps=2, limit_val_batches=0)
     dm = CuratorDataModule(
         str(labeled_root), "minilm", label_set="coarse", max_length=64, batch_size=8, num_workers=0
     )
@@ -109,20 +113,8 @@ def test_checkpoint_loads_without_hydra_and_predicts_the_same(labeled_root, tmp_
 
 
 def test_a_resumed_run_keeps_its_best_validation_score(labeled_root, tmp_path):
-    import lightning as L
-
     def fit(model, max_epochs, ckpt_path=None):
-        trainer = L.Trainer(
-            accelerator="cpu",
-            max_epochs=max_epochs,
-            limit_train_batches=2,
-            limit_val_batches=2,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-        )
+        trainer = _quiet_cpu_trainer(max_epochs=max_epochs, limit_train_batches=2, limit_val_batches=2)
         dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=8, num_workers=0)
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
         return trainer
