@@ -13,9 +13,11 @@ Printed and written to results.json:
 - score/curator: `curator.scoring.score_corpus` end to end (parquet in, parquet out, tokenization in worker
   processes, length-sorted token-budget batches, packed bf16 encoder);
 - agreement: curator's packed bf16 scores against an fp32 padded reference on the same files;
-- train/seed: the seed's recipe: batch 16 padded to max_length, bf16 autocast, AdamW;
-- train/curator: curator's training step: length-grouped batches padded to the longest file, bf16 autocast,
-  fused AdamW; `train/curator_compiled` adds torch.compile of the encoder with dynamic shapes (`task.compile`).
+- train/seed_*: the seed's recipe: batch 16 padded to max_length, bf16 autocast, AdamW with clipping;
+- train/curator_*: curator's training step: length-grouped batches padded to the longest file; `compiled` adds
+  torch.compile of the encoder with dynamic shapes (`model.compile`), `graphs` captures it as CUDA graphs with
+  widths rounded up to a multiple of 64 (`model.compile_mode=reduce-overhead data.pad_to_multiple_of=64`);
+  `--profile RUN` prints where a step's time goes.
 Useful tokens are real (non-padding) tokens; MFU counts the FLOPs of useful tokens only.
 """
 
@@ -292,14 +294,19 @@ def train_throughput(
     steps: int,
     batch_size: int,
     dev: str,
-    compile: bool = False,
+    compile: str | None = None,
+    profile: bool = False,
 ):
     """Optimizer steps of the seed's recipe or curator's, timed after a warm-up, on the same files.
 
-    Both run `CuratorTask._step` (the three heads and the weighted loss) under bf16 autocast and AdamW; they
-    differ in the batches: the seed's are 16 files in corpus order padded to max_length, curator's are built by
-    `curator.data.batching` (buffers sorted by length, each batch padded to its longest file, batches shuffled).
-    Lightning's per-step bookkeeping is left out of both.
+    Both run `CuratorTask._step` (the three heads and the weighted loss) under bf16 autocast, then what
+    train.py's Trainer does after it: gradient clipping at norm 1.0 and AdamW (PyTorch's default multi-tensor
+    implementation; Lightning refuses fused optimizers when clipping). They differ in the batches: the seed's
+    are 16 files in corpus order padded to max_length, curator's are built by `curator.data.batching` (buffers
+    sorted by length, each batch padded to its longest file, batches shuffled). compile: None (eager),
+    "default" (torch.compile with dynamic shapes, `model.compile=true`) or "reduce-overhead" (the same captured
+    as CUDA graphs, batch widths rounded up to a multiple of 64: `model.compile_mode=reduce-overhead
+    data.pad_to_multiple_of=64`). Lightning's own per-step work is left out (train_cli_bench.py has it).
     """
     from curator.data.batching import length_grouped, pad_batch
     from curator.tasks.module import CuratorTask
@@ -312,12 +319,14 @@ def train_throughput(
     else:
         task.setup("fit")  # curator's training setup: attention off cuDNN (see avoid_cudnn_attention)
     if compile:
-        model.model.encoder.compile(dynamic=True)  # as CuratorTask does with compile=true
+        mode = None if compile == "default" else compile
+        model.model.encoder.compile(dynamic=True, mode=mode)  # as CuratorTask.on_fit_start does
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=2e-5, fused=dev == "cuda")
+    opt = torch.optim.AdamW(params, lr=2e-5)
     rng = random.Random(0)
     examples = train_examples(tok_dir, texts, max_length)
     pad = UNIXCODER["pad_token_id"]
+    multiple_of = 64 if compile == "reduce-overhead" else 1
     if recipe == "seed":
         batches = []
         for i in range(0, len(examples) - batch_size + 1, batch_size):
@@ -327,7 +336,10 @@ def train_throughput(
             b["attention_mask"] = F.pad(b["attention_mask"], (0, extra), value=0)
             batches.append(b)
     else:
-        batches = [pad_batch(b, pad) for b in length_grouped(examples, batch_size, 64, rng)]
+        grouped = length_grouped(examples, batch_size, 64, rng)
+        batches = [pad_batch(b, pad, multiple_of, max_length) for b in grouped]
+    batches = [{k: v.pin_memory() if dev == "cuda" and torch.is_tensor(v) else v for k, v in b.items()}
+               for b in batches[:steps]]  # fmt: skip
     autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda")
 
     def step(b):
@@ -335,10 +347,17 @@ def train_throughput(
         with autocast:
             loss, _, _ = task._step(b)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for b in batches[: 20 if compile else 5]:  # compiling for dynamic shapes takes a few distinct lengths
+    # Warm-up: compiling for dynamic shapes takes a few distinct widths, and CUDA graphs are recorded on
+    # the second or third call of each shape, so every shape of the timed batches runs three times first.
+    shapes: dict = {}
+    for b in batches:
+        shapes.setdefault(tuple(b["input_ids"].shape), b)
+    warm = [b for b in shapes.values() for _ in range(3)] if compile else batches[:5]
+    for b in warm:
         step(b)
     sync(dev)
     t = time.perf_counter()
@@ -349,8 +368,45 @@ def train_throughput(
         lengths += b["attention_mask"].sum(1).tolist()
     sync(dev)
     dt = time.perf_counter() - t
-    return dict(steps=steps, batch_size=batch_size, files=len(lengths), seconds=dt, useful_tokens=int(sum(lengths)),
-                flops=3 * useful_flops(lengths))  # fmt: skip
+    res = dict(steps=steps, batch_size=batch_size, files=len(lengths), seconds=dt, useful_tokens=int(sum(lengths)),
+               flops=3 * useful_flops(lengths), shapes=len(shapes))  # fmt: skip
+    if profile:
+        res["profile"] = profile_steps(step, batches[:20], dev)
+    return res
+
+
+def profile_steps(step, batches, dev) -> dict:
+    """Where a step's time goes: wall time against the GPU's busy time, and the costliest operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev == "cuda" else [])
+    sync(dev)
+    with profile(activities=activities) as prof:
+        t = time.perf_counter()
+        for b in batches:
+            step(b)
+        sync(dev)
+        wall = time.perf_counter() - t
+    events = prof.key_averages()
+    gpu_us = sum(e.self_device_time_total for e in events)
+    kernels = sum(e.count for e in events if e.self_device_time_total > 0)
+    table = events.table(sort_by="self_device_time_total" if dev == "cuda" else "self_cpu_time_total",
+                         row_limit=25)  # fmt: skip
+    print(table, flush=True)
+    n = len(batches)
+    return dict(steps=n, wall_ms_per_step=1e3 * wall / n, gpu_busy_ms_per_step=gpu_us / 1e3 / n,
+                device_ops_per_step=kernels / n)  # fmt: skip
+
+
+TRAIN_RUNS = [
+    "seed_bs16",
+    "seed_compiled_bs16",
+    "curator_bs16",
+    "curator_compiled_bs16",
+    "curator_graphs_bs16",
+    "curator_compiled_bs64",
+    "curator_graphs_bs64",
+]
 
 
 def rates(r: dict, peak: float) -> dict:
@@ -374,7 +430,14 @@ def main():
     p.add_argument(
         "--compile-score", action="store_true", help="also time score.py --compile (first max length)"
     )
-    p.add_argument("--compile-train", action="store_true", help="also time training with torch.compile")
+    p.add_argument(
+        "--train-runs",
+        nargs="+",
+        default=TRAIN_RUNS,
+        help="training runs: recipe (seed, curator), then compiled (torch.compile) or graphs (torch.compile "
+        "captured as CUDA graphs, widths rounded to 64) or nothing (eager), then the batch size",
+    )
+    p.add_argument("--profile", nargs="*", default=[], help="training runs to profile after timing")
     p.add_argument(
         "--skip",
         nargs="*",
@@ -433,12 +496,11 @@ def main():
             model.float()
             save()
         if "train" not in args.skip:
-            runs = [("seed", 16, False), ("curator", 16, False), ("curator", 64, False)]
-            if args.compile_train:
-                runs += [("seed", 16, True), ("curator", 16, True), ("curator", 64, True)]
-            for recipe, bs, comp in runs:
-                name = f"train/{recipe}{'_compiled' if comp else ''}_bs{bs}/{tag}"
-                if name.split("/")[1] in args.skip:
+            for name_run in args.train_runs:
+                recipe, *mode, bs = name_run.split("_")
+                compile = {(): None, ("compiled",): "default", ("graphs",): "reduce-overhead"}[tuple(mode)]
+                name = f"train/{name_run}/{tag}"
+                if name_run in args.skip:
                     continue
                 try:
                     r = train_throughput(
@@ -447,9 +509,10 @@ def main():
                         L,
                         recipe,
                         args.train_steps,
-                        bs,
+                        int(bs.removeprefix("bs")),
                         dev,
-                        comp,
+                        compile,
+                        profile=name_run in args.profile,
                     )
                     res[name] = rates(r, peak)
                 except Exception as e:  # compile support differs between torch builds; the rest stands

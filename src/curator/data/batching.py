@@ -88,6 +88,18 @@ def _cut(buffer: list[dict], batch_size: int, rng: random.Random | None) -> list
     return batches
 
 
+def padded_width(longest: int, multiple_of: int = 1, max_width: int | None = None) -> int:
+    """`longest` rounded up to a multiple of `multiple_of`, but never past max(longest, max_width).
+
+    Rounding keeps the number of distinct batch shapes small: a compiled model captured as CUDA graphs
+    records one graph per shape (at 512 tokens and a multiple of 64, eight widths per batch size).
+    """
+    width = -(-longest // multiple_of) * multiple_of
+    if max_width is not None:
+        width = min(width, max(longest, max_width))
+    return width
+
+
 def pad_sequences(
     sequences: list[list[int]], pad_token_id: int, width: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,9 +113,16 @@ def pad_sequences(
     return input_ids, attention_mask
 
 
-def pad_batch(examples: list[dict], pad_token_id: int) -> dict:
-    """Tensors padded to the longest file of this batch (not to max_length): short files cost short steps."""
-    input_ids, attention_mask = pad_sequences([e["input_ids"] for e in examples], pad_token_id)
+def pad_batch(
+    examples: list[dict], pad_token_id: int, multiple_of: int = 1, max_width: int | None = None
+) -> dict:
+    """Tensors padded to the longest file of this batch (not to max_length): short files cost short steps.
+
+    With `multiple_of`, the width is rounded up (see `padded_width`).
+    """
+    sequences = [e["input_ids"] for e in examples]
+    width = padded_width(max(len(s) for s in sequences), multiple_of, max_width)
+    input_ids, attention_mask = pad_sequences(sequences, pad_token_id, width)
     batch = {
         "input_ids": input_ids,
         "attention_mask": attention_mask,

@@ -112,7 +112,10 @@ class LabeledStream(IterableDataset):
         buffer_batches: int = 64,
         seed: int = 0,
         batches_per_epoch: int | None = None,
+        pad_to_multiple_of: int = 1,
     ):
+        if pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be 1 or more, got {pad_to_multiple_of}")
         if (units is None) == (hf_dataset is None):
             raise ValueError("give either local units or a datasets IterableDataset")
         self.split = split
@@ -131,6 +134,7 @@ class LabeledStream(IterableDataset):
         self.seed = seed
         self.epoch = 0
         self.batches_per_epoch = batches_per_epoch
+        self.pad_to_multiple_of = pad_to_multiple_of
         self.n_units = len(units) if units is not None else hf_dataset.num_shards
         if train and units is None and batches_per_epoch is None:
             raise ValueError(
@@ -203,7 +207,7 @@ class LabeledStream(IterableDataset):
             for batch in length_grouped(examples, self.batch_size, self.buffer_batches, rng):
                 if target is not None and produced == target:
                     return
-                yield pad_batch(batch, pad_id)
+                yield pad_batch(batch, pad_id, self.pad_to_multiple_of, self.max_length)
                 produced += 1
             if target is None or produced >= target or produced == 0:
                 return
@@ -244,6 +248,7 @@ class CuratorDataModule(L.LightningDataModule):
         unit_rows: int = 1024,
         train_batches_per_epoch: int | None = None,
         pin_memory: bool = True,
+        pad_to_multiple_of: int = 1,
         seed: int = 0,
     ):
         super().__init__()
@@ -270,6 +275,7 @@ class CuratorDataModule(L.LightningDataModule):
             world_size=world_size,
             num_workers=hp.num_workers,
             buffer_batches=hp.buffer_batches,
+            pad_to_multiple_of=hp.pad_to_multiple_of,
             seed=hp.seed,
         )
         if _is_local(hp.root):

@@ -42,6 +42,7 @@ class CuratorTask(L.LightningModule):
         encoder_overrides: dict[str, Any] | None = None,
         encoder_config: dict[str, Any] | None = None,
         compile: bool = False,
+        compile_mode: str | None = None,
         freeze_layers: int = 0,
     ):
         super().__init__()
@@ -157,7 +158,8 @@ class CuratorTask(L.LightningModule):
         if self.hparams.compile:
             # In place (Module.compile keeps the state-dict keys), only the encoder (the heads are cheap), and
             # only for training, so loading a checkpoint in a notebook never waits for a compiler.
-            self.model.encoder.compile(dynamic=True)
+            # mode="reduce-overhead" replays CUDA graphs, one per batch shape (see data.pad_to_multiple_of).
+            self.model.encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
 
     def on_train_epoch_start(self) -> None:
         # The stream reshuffles per epoch; its workers start after this hook and copy the epoch with them.

@@ -1,0 +1,96 @@
+"""Training speed as files/s and useful (non-padding) tokens/s: logged every few steps, summed up at the end.
+
+Lightning's ThroughputMonitor synchronises the GPU after every batch, which stalls the host that should be
+preparing the next step; this callback synchronises once per window. Time between batches counts (data
+loading included), time outside the training loop (validation, checkpointing) does not, and the first steps
+are left out of the summary: compiling and capturing CUDA graphs happen there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class TrainingSpeed(L.Callback):
+    def __init__(self, every_n_steps: int = 50, skip_steps: int = 50, out_file: str | None = None):
+        if every_n_steps < 1 or skip_steps < 0:
+            raise ValueError("every_n_steps must be 1 or more and skip_steps 0 or more")
+        self.every_n_steps = every_n_steps
+        self.skip_steps = skip_steps
+        self.out_file = out_file
+        self._last: float | None = None
+        self._window = self._zero()
+        self._total = self._zero()
+
+    @staticmethod
+    def _zero() -> dict:
+        return {"steps": 0, "files": 0, "tokens": 0, "seconds": 0.0}
+
+    @staticmethod
+    def _sync(pl_module: L.LightningModule) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The first batch of an epoch waits for the workers to start: it only sets the clock.
+        self._last = None
+        self._window = self._zero()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: dict, batch_idx: int
+    ) -> None:
+        # A tensor on the device: summing the mask here would otherwise wait for the GPU every step.
+        tokens = batch["attention_mask"].sum()
+        if self._last is None:
+            self._sync(pl_module)
+            self._last = time.perf_counter()
+            return
+        w = self._window
+        w["steps"] += 1
+        w["files"] += batch["attention_mask"].shape[0]
+        w["tokens"] = w["tokens"] + tokens
+        if w["steps"] < self.every_n_steps:
+            return
+        self._sync(pl_module)
+        now = time.perf_counter()
+        w["seconds"], w["tokens"] = now - self._last, int(w["tokens"])
+        self._last = now
+        files_per_s, tokens_per_s = w["files"] / w["seconds"], w["tokens"] / w["seconds"]
+        pl_module.log_dict({"train/files_per_s": files_per_s, "train/tokens_per_s": tokens_per_s})
+        if trainer.global_step - w["steps"] >= self.skip_steps:
+            for key in self._total:
+                self._total[key] += w[key]
+        self._window = self._zero()
+
+    def summary(self) -> dict | None:
+        t = self._total
+        if not t["seconds"]:
+            return None
+        return {
+            **t,
+            "files_per_s": t["files"] / t["seconds"],
+            "tokens_per_s": t["tokens"] / t["seconds"],
+            "skipped_steps": self.skip_steps,
+        }
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        s = self.summary()
+        if s is None or not trainer.is_global_zero:
+            return
+        ranks = f" per rank ({trainer.world_size} ranks)" if trainer.world_size > 1 else ""
+        log.info(
+            "training speed%s: %.0f files/s, %.0f useful tokens/s over %d steps (after the first %d)",
+            ranks, s["files_per_s"], s["tokens_per_s"], s["steps"], self.skip_steps,
+        )  # fmt: skip
+        if self.out_file:
+            Path(self.out_file).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.out_file).write_text(json.dumps(s, indent=1))
