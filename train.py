@@ -82,7 +82,9 @@ def train(cfg: DictConfig) -> float | None:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
 
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and model.test_report is None:
+            log.warning("no test batches ran (trainer.limit_test_batches=0?): no test report written")
+        elif trainer.is_global_zero:
             meta = {
                 "experiment": cfg.experiment_name,
                 "run": cfg.run_name,

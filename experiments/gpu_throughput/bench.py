@@ -300,8 +300,8 @@ def train_throughput(
     """Optimizer steps of the seed's recipe or curator's, timed after a warm-up, on the same files.
 
     Both run `CuratorTask._step` (the three heads and the weighted loss) under bf16 autocast, then what
-    train.py's Trainer does after it: gradient clipping at norm 1.0 and AdamW (PyTorch's default multi-tensor
-    implementation; Lightning refuses fused optimizers when clipping). They differ in the batches: the seed's
+    train.py's Trainer does after it: gradient clipping at norm 1.0 and AdamW (fused on a GPU, as
+    `CuratorTask.configure_optimizers` builds it). They differ in the batches: the seed's
     are 16 files in corpus order padded to max_length, curator's are built by `curator.data.batching` (buffers
     sorted by length, each batch padded to its longest file, batches shuffled). compile: None (eager),
     "default" (torch.compile with dynamic shapes, `model.compile=true`) or "reduce-overhead" (the same captured
@@ -322,7 +322,7 @@ def train_throughput(
         mode = None if compile == "default" else compile
         model.model.encoder.compile(dynamic=True, mode=mode)  # as CuratorTask.on_fit_start does
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=2e-5)
+    opt = torch.optim.AdamW(params, lr=2e-5, fused=dev == "cuda" or None)
     rng = random.Random(0)
     examples = train_examples(tok_dir, texts, max_length)
     pad = UNIXCODER["pad_token_id"]

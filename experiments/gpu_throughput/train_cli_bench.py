@@ -4,8 +4,8 @@ the DataModule's workers, logging and gradient clipping included.
 Data: the shipped sample's labeled train split (data/labeled/heuristic, real files of 8 languages), repeated to
 --rows with fresh ids, written as labeled shards. Model: a unixcoder-base-shaped encoder with random weights
 (`model.pretrained=false`) and a byte-level BPE of UniXcoder's vocabulary size trained on the same files (the
-hub is out of reach on the GPU machine), saved as a local model folder. Every run trains one epoch; validation
-and test are cut to a few batches (they run the same forward pass and are not what is timed).
+hub is out of reach on the GPU machine), saved as a local model folder. Every run trains one epoch, without
+validation and test (not what is timed here; with them, a compiled model compiles once more for eval mode).
 
     python experiments/gpu_throughput/train_cli_bench.py --out $OUT
     python experiments/gpu_throughput/train_cli_bench.py --runs "len512" "graphs=+experiment=len512 \
@@ -37,9 +37,9 @@ sys.path.insert(0, str(HERE))
 from bench import UNIXCODER, train_tokenizer  # noqa: E402
 
 RUNS = [
-    "len512",
-    "len512_graphs=+experiment=len512 model.compile_mode=reduce-overhead data.pad_to_multiple_of=64",
     "fast512",
+    "len512_graphs=+experiment=len512 model.compile_mode=reduce-overhead data.pad_to_multiple_of=64",
+    "len512",
 ]
 
 
@@ -63,6 +63,7 @@ def main():
     p.add_argument("--rows", type=int, default=32_000, help="training files (one epoch)")
     p.add_argument("--eval-rows", type=int, default=512)
     p.add_argument("--num-workers", type=int, default=8, help="DataModule workers")
+    p.add_argument("--run-timeout", type=float, default=None, help="seconds before a run is stopped")
     p.add_argument("--extra", default="", help="overrides added to every run (e.g. for a CPU check)")
     p.add_argument("--out", default=os.environ.get("OUT", "."))
     args = p.parse_args()
@@ -88,12 +89,15 @@ def main():
             sys.executable, "train.py", *overrides,
             f"model.encoder={encoder}", "model.pretrained=false", f"data.root={work / 'labeled'}",
             f"data.num_workers={args.num_workers}", "logger=none", "trainer.max_epochs=1",
-            "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "++trainer.num_sanity_val_steps=0",
+            "trainer.limit_val_batches=0", "trainer.limit_test_batches=0",
             f"hydra.run.dir={run_dir}", *shlex.split(args.extra),
         ]  # fmt: skip
         print("$", shlex.join(cmd), flush=True)
         t = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.run_timeout)
+        except subprocess.TimeoutExpired as e:
+            proc = subprocess.CompletedProcess(cmd, "timeout", str(e.stdout or ""), str(e.stderr or ""))
         wall = time.perf_counter() - t
         speed_file = run_dir / "training_speed.json"
         if proc.returncode != 0 or not speed_file.exists():

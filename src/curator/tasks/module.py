@@ -167,6 +167,18 @@ class CuratorTask(L.LightningModule):
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(self.current_epoch)
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if gradient_clip_val and optimizer.defaults.get("fused"):
+            # Lightning refuses to clip for a fused optimizer, for fear of fp16's grad scaler; with bf16 or fp32
+            # (the only precisions given a fused one) the gradients are unscaled already.
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if gradient_clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     def configure_optimizers(self):
         hp = self.hparams
         # No weight decay on biases and LayerNorm weights (the usual BERT recipe).
@@ -174,9 +186,13 @@ class CuratorTask(L.LightningModule):
         for param in self.parameters():
             if param.requires_grad:
                 (no_decay if param.ndim < 2 else decay).append(param)
+        # One fused kernel per step on a GPU instead of a dozen passes over the weights (about 3 ms a step for
+        # a 125M encoder on an H100). fp16 is left out: its grad scaler must unscale before clipping.
+        fused = self.device.type == "cuda" and self.trainer.precision != "16-mixed"
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.lr,
+            fused=fused or None,
         )
         total = self.trainer.estimated_stepping_batches
         if not 0 < total < float("inf"):
