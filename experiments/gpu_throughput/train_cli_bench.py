@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,15 +95,23 @@ def main():
         ]  # fmt: skip
         print("$", shlex.join(cmd), flush=True)
         t = time.perf_counter()
-        try:
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.run_timeout)
-        except subprocess.TimeoutExpired as e:
-            proc = subprocess.CompletedProcess(cmd, "timeout", str(e.stdout or ""), str(e.stderr or ""))
+        log_path = Path(args.out, f"{name}.log")
+        with open(log_path, "w") as log:
+            # Unbuffered, so the progress bar reaches the log; on a timeout SIGABRT makes faulthandler print
+            # where every thread was.
+            env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+            proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
+            try:
+                returncode = proc.wait(timeout=args.run_timeout)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                proc.wait()
+                returncode = "timeout"
         wall = time.perf_counter() - t
         speed_file = run_dir / "training_speed.json"
-        if proc.returncode != 0 or not speed_file.exists():
-            print(proc.stdout[-3000:], proc.stderr[-6000:], flush=True)
-            results[name] = {"error": f"exit {proc.returncode}", "wall_s": wall}
+        if returncode != 0 or not speed_file.exists():
+            print(log_path.read_text(errors="replace")[-4000:], flush=True)
+            results[name] = {"error": f"exit {returncode}", "wall_s": wall}
             Path(args.out, "train_cli_results.json").write_text(json.dumps(out, indent=1))
             continue
         results[name] = {**json.loads(speed_file.read_text()), "wall_s": wall, "overrides": overrides}
