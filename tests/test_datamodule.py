@@ -22,20 +22,23 @@ def _ids(root, split):
     return sorted(pq.read_table(labeled_files(root, split), columns=["id"]).column("id").to_pylist())
 
 
-def _stream(root, tokenizer, split, rank, world_size, num_workers, train=False, batch_size=4):
+def _stream(
+    root, tokenizer, split, rank, world_size, num_workers, train=False, batch_size=4, max_length=32, **kwargs
+):
     # Small units (a few rows) so that four slots all get several.
     units = local_units(labeled_files(root, split), split, unit_rows=7)
     return LabeledStream(
         split=split,
         tokenizer=tokenizer,
         label_set="full",
-        max_length=32,
+        max_length=max_length,
         batch_size=batch_size,
         units=units,
         train=train,
         rank=rank,
         world_size=world_size,
         num_workers=num_workers,
+        **kwargs,
     )
 
 
@@ -80,6 +83,21 @@ def test_batches_pad_to_their_longest_file_and_group_lengths(labeled_root, token
         lengths = batch["attention_mask"].sum(1)
         assert batch["input_ids"].shape[1] == lengths.max() <= 32
         assert batch["input_ids"].shape[0] == len(batch["id"]) == batch["quality"].shape[0]
+
+
+def test_widths_round_up_to_a_multiple_but_not_past_max_length(labeled_root, tokenizer):
+    stream = _stream(
+        labeled_root, tokenizer, "train", 0, 1, 1, True, 8, max_length=200, pad_to_multiple_of=64
+    )
+    widths = set()
+    for batch in stream:
+        longest = int(batch["attention_mask"].sum(1).max())
+        width = batch["input_ids"].shape[1]
+        # 200 tokens at most: a longest file of 193-200 tokens pads to 200, not to 256.
+        assert width == min(-(-longest // 64) * 64, 200)
+        assert (batch["input_ids"][batch["attention_mask"] == 0] == tokenizer.pad_token_id).all()
+        widths.add(width)
+    assert widths <= {64, 128, 192, 200} and len(widths) > 1
 
 
 def test_split_column_without_split_folders_and_coarse_label_indices(tmp_path, labeled_root):

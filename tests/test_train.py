@@ -142,3 +142,44 @@ def test_loss_weight_zero_turns_a_head_off(labeled_root):
 def test_max_length_above_the_encoder_limit_is_a_clear_error():
     with pytest.raises(ValueError, match="takes at most 512 tokens"):
         CuratorTask(encoder="minilm", encoder_pretrained=False, encoder_overrides=TINY, max_length=1024)
+
+
+def test_training_speed_counts_every_timed_file_and_token(labeled_root, tmp_path):
+    from curator.tasks.speed import TrainingSpeed
+
+    class Record(TrainingSpeed):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.seen = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.seen.append((batch["attention_mask"].shape[0], int(batch["attention_mask"].sum())))
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    speed = Record(every_n_steps=2, skip_steps=2, out_file=str(tmp_path / "speed.json"))
+    trainer = _quiet_cpu_trainer(max_steps=7, limit_val_batches=0, callbacks=[speed])
+    dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=4, num_workers=0)
+    trainer.fit(_tiny_task(), datamodule=dm)
+
+    # Step 1 sets the clock; windows of two steps are (2, 3), (4, 5), (6, 7); the first is skipped.
+    timed = speed.seen[3:7]
+    summary = json.loads((tmp_path / "speed.json").read_text())
+    assert summary["steps"] == 4
+    assert summary["files"] == sum(n for n, _ in timed)
+    assert summary["tokens"] == sum(t for _, t in timed)
+    assert summary["files_per_s"] == pytest.approx(summary["files"] / summary["seconds"])
+
+
+@pytest.mark.skipif(
+    "fused" not in torch.optim.AdamW.__init__.__code__.co_varnames, reason="no fused AdamW in this torch"
+)
+def test_gradients_are_clipped_for_a_fused_optimizer():
+    model = _tiny_task()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-3, fused=True)
+    for p in params:
+        p.grad = 10 * torch.randn_like(p)
+    # Lightning's own clipping refuses fused optimizers; the task clips them itself.
+    model.configure_gradient_clipping(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
+    assert norm == pytest.approx(1.0, rel=1e-3)
