@@ -63,5 +63,54 @@ def test_rejects_unsupported_encoder():
         "distilbert",
         config=dict(model_type="distilbert", vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64),
     )
-    with pytest.raises(ValueError, match="packed inference supports"):
+    with pytest.raises(ValueError, match="packing supports"):
         PackedEncoder(enc)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_a_packed_training_step_has_the_padded_loss_and_gradients(pooling):
+    """Dropout off (eval mode), gradients on: the packed training step must be the padded one."""
+    from curator.tasks.module import CuratorTask
+
+    seqs = [torch.randint(5, 900, (n,)).tolist() for n in (2, 9, 40, 128)]
+    ids, mask = padded_batch(seqs, ROBERTA["pad_token_id"])
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "quality": torch.tensor([1, 2, 4, 5]),
+        "structured_data": torch.tensor([0, 3, 1, 2]),
+        "content_type": torch.tensor([0, 3, 5, 8]),
+    }
+    grads = {}
+    for packed in (False, True):
+        torch.manual_seed(0)
+        task = CuratorTask(
+            encoder="roberta", encoder_config=ROBERTA, max_length=128, pooling=pooling, packed=packed
+        )
+        task.eval()
+        loss, _, _ = task._step(batch)
+        loss.backward()
+        grads[packed] = (loss.detach(), {n: p.grad for n, p in task.named_parameters() if p.grad is not None})
+    (loss_padded, g_padded), (loss_packed, g_packed) = grads[False], grads[True]
+    torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-5, atol=1e-5)
+    assert g_packed.keys() == g_padded.keys() and len(g_packed) > 20
+    for name in g_padded:
+        torch.testing.assert_close(g_packed[name], g_padded[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_packed_training_applies_the_encoders_dropout():
+    from curator.models.packed import PackedEncoder, pack
+
+    torch.manual_seed(0)
+    encoder = build_encoder("roberta", config=ROBERTA)
+    packed = PackedEncoder(encoder)
+    seqs = [torch.randint(5, 900, (n,)).tolist() for n in (5, 30)]
+    args = pack(seqs)
+    encoder.eval()
+    assert torch.equal(packed(*args), packed(*args))
+    encoder.train()  # the wrapped encoder's mode decides, as Lightning sets it
+    a, b = packed(*args), packed(*args)
+    assert not torch.allclose(a, b)
+    encoder.config.hidden_dropout_prob = encoder.config.attention_probs_dropout_prob = 0.0
+    no_dropout = PackedEncoder(encoder)
+    assert torch.equal(no_dropout(*args), no_dropout(*args))

@@ -183,3 +183,18 @@ def test_gradients_are_clipped_for_a_fused_optimizer():
     model.configure_gradient_clipping(optimizer, gradient_clip_val=1.0, gradient_clip_algorithm="norm")
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params]))
     assert norm == pytest.approx(1.0, rel=1e-3)
+
+
+def test_packed_training_fits_and_its_checkpoint_loads(labeled_root, tmp_path):
+    model = _tiny_task(packed=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = _quiet_cpu_trainer(max_steps=2, limit_val_batches=1)
+    dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=8, num_workers=0)
+    trainer.fit(model, datamodule=dm)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    trainer.save_checkpoint(tmp_path / "model.ckpt")
+    # One copy of the weights: the packed encoder shares the encoder's and is not saved twice.
+    state = torch.load(tmp_path / "model.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert not any(key.startswith("packed_encoder") for key in state)
+    loaded = CuratorTask.load_from_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
+    assert loaded.packed_encoder is not None

@@ -296,6 +296,7 @@ def train_throughput(
     dev: str,
     compile: str | None = None,
     profile: bool = False,
+    packed: bool = False,
 ):
     """Optimizer steps of the seed's recipe or curator's, timed after a warm-up, on the same files.
 
@@ -306,13 +307,15 @@ def train_throughput(
     sorted by length, each batch padded to its longest file, batches shuffled). compile: None (eager),
     "default" (torch.compile with dynamic shapes, `model.compile=true`) or "reduce-overhead" (the same captured
     as CUDA graphs, batch widths rounded up to a multiple of 64: `model.compile_mode=reduce-overhead
-    data.pad_to_multiple_of=64`). Lightning's own per-step work is left out (train_cli_bench.py has it).
+    data.pad_to_multiple_of=64`). packed: the step drops the padding on the GPU and runs the encoder on real
+    tokens with Flash Attention (`model.packed=true`). Lightning's own per-step work is left out
+    (train_cli_bench.py has it).
     """
     from curator.data.batching import length_grouped, pad_batch
     from curator.tasks.module import CuratorTask
 
     task = CuratorTask(encoder="unixcoder-shaped", tokenizer=str(tok_dir), encoder_config=encoder_config(),
-                       max_length=max_length, pooling="cls")  # fmt: skip
+                       max_length=max_length, pooling="cls", packed=packed)  # fmt: skip
     model = task.to(dev).train()
     if recipe == "seed":
         torch.backends.cuda.enable_cudnn_sdp(True)  # PyTorch's default
@@ -320,7 +323,8 @@ def train_throughput(
         task.setup("fit")  # curator's training setup: attention off cuDNN (see avoid_cudnn_attention)
     if compile:
         mode = None if compile == "default" else compile
-        model.model.encoder.compile(dynamic=True, mode=mode)  # as CuratorTask.on_fit_start does
+        # as CuratorTask.on_fit_start does
+        (task.packed_encoder or model.model.encoder).compile(dynamic=True, mode=mode)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-5, fused=dev == "cuda" or None)
     rng = random.Random(0)
@@ -404,7 +408,9 @@ TRAIN_RUNS = [
     "curator_bs16",
     "curator_compiled_bs16",
     "curator_graphs_bs16",
+    "curator_packed_compiled_bs16",
     "curator_compiled_bs64",
+    "curator_packed_compiled_bs64",
     "curator_graphs_bs64",
 ]
 
@@ -434,8 +440,9 @@ def main():
         "--train-runs",
         nargs="+",
         default=TRAIN_RUNS,
-        help="training runs: recipe (seed, curator), then compiled (torch.compile) or graphs (torch.compile "
-        "captured as CUDA graphs, widths rounded to 64) or nothing (eager), then the batch size",
+        help="training runs: recipe (seed, curator), then any of packed (unpadded, Flash Attention), compiled "
+        "(torch.compile) or graphs (torch.compile captured as CUDA graphs, widths rounded to 64), then the "
+        "batch size, joined by _",
     )
     p.add_argument("--profile", nargs="*", default=[], help="training runs to profile after timing")
     p.add_argument(
@@ -497,8 +504,12 @@ def main():
             save()
         if "train" not in args.skip:
             for name_run in args.train_runs:
-                recipe, *mode, bs = name_run.split("_")
-                compile = {(): None, ("compiled",): "default", ("graphs",): "reduce-overhead"}[tuple(mode)]
+                recipe, *flags, bs = name_run.split("_")
+                if not set(flags) <= {"compiled", "graphs", "packed"}:
+                    raise SystemExit(f"unknown training run {name_run!r}: see --train-runs")
+                compile = (
+                    "reduce-overhead" if "graphs" in flags else "default" if "compiled" in flags else None
+                )
                 name = f"train/{name_run}/{tag}"
                 if name_run in args.skip:
                     continue
@@ -513,6 +524,7 @@ def main():
                         dev,
                         compile,
                         profile=name_run in args.profile,
+                        packed="packed" in flags,
                     )
                     res[name] = rates(r, peak)
                 except Exception as e:  # compile support differs between torch builds; the rest stands

@@ -53,7 +53,10 @@ class CuratorClassifier(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = pool(hidden, attention_mask, self.pooling)
+        return self.heads(pool(hidden, attention_mask, self.pooling))
+
+    def heads(self, pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The three heads on pooled vectors (batch, hidden), however the encoder ran (padded or packed)."""
         # Heads run in fp32: the regression outputs are compared at a 0.5 level edge.
         pooled = pooled.float()
         with torch.autocast(device_type=pooled.device.type, enabled=False):

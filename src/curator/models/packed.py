@@ -1,4 +1,4 @@
-"""Unpadded ("packed") inference for BERT- and RoBERTa-family encoders.
+"""Unpadded ("packed") forward passes for BERT- and RoBERTa-family encoders: scoring, and training.
 
 A padded batch spends compute on padding; scoring a corpus whose files range from 20 to 1024 tokens would
 waste a large share of the GPU on it. Here the files of a batch are concatenated into one (total_tokens,)
@@ -6,6 +6,11 @@ sequence with cumulative lengths `cu_seqlens`, every linear layer runs on real t
 per file through Flash Attention's variable-length kernel (`torch.nn.attention.varlen.varlen_attn`, CUDA).
 On a CPU, or where that kernel is missing, attention falls back to one SDPA call per file: same function,
 slower, which is what the tests compare against the Hugging Face forward.
+
+In training (the wrapped encoder in train mode) the encoder's dropouts apply where the Hugging Face model
+applies them, attention dropout included; on a GPU attention then runs through Flash Attention's
+variable-length kernel with dropout (`aten._flash_attention_forward`, which has a backward). A padded batch
+with a padding mask cannot use Flash Attention at all: PyTorch falls back to a slower kernel for it.
 
 The weights are the encoder's own (shared, not copied), so a trained checkpoint runs here unchanged.
 """
@@ -58,7 +63,7 @@ class PackedEncoder(nn.Module):
         super().__init__()
         if not supports_packing(encoder):
             raise ValueError(
-                f"packed inference supports {SUPPORTED_MODEL_TYPES} encoders with absolute positions, "
+                f"packing supports {SUPPORTED_MODEL_TYPES} encoders with absolute positions, "
                 f"got model_type={encoder.config.model_type!r}"
             )
         self.encoder = encoder
@@ -68,18 +73,29 @@ class PackedEncoder(nn.Module):
         self.eps = cfg.layer_norm_eps
         self.act = _ACTIVATIONS[cfg.hidden_act]
         self.position_offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
+        self.hidden_dropout = cfg.hidden_dropout_prob
+        self.attention_dropout = cfg.attention_probs_dropout_prob
 
     def _attention(self, q, k, v, cu_q, cu_k, max_q, max_k):
-        if varlen_attn is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-            return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k)
-        out = torch.empty_like(q)
+        dropout = self.attention_dropout if self.encoder.training else 0.0
+        if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            if dropout == 0.0 and varlen_attn is not None:
+                return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k)
+            if hasattr(torch.ops.aten, "_flash_attention_forward"):
+                return torch.ops.aten._flash_attention_forward(
+                    q, k, v, cu_q, cu_k, max_q, max_k, dropout, False, False
+                )[0]
         bounds_q, bounds_k = cu_q.tolist(), cu_k.tolist()
+        parts = []
         for i in range(len(bounds_q) - 1):
             # (L, H, D) -> (1, H, L, D) for SDPA, and back
             qs = q[bounds_q[i] : bounds_q[i + 1]].transpose(0, 1).unsqueeze(0)
             ks, vs = (t[bounds_k[i] : bounds_k[i + 1]].transpose(0, 1).unsqueeze(0) for t in (k, v))
-            out[bounds_q[i] : bounds_q[i + 1]] = F.scaled_dot_product_attention(qs, ks, vs)[0].transpose(0, 1)
-        return out
+            parts.append(F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout)[0].transpose(0, 1))
+        return torch.cat(parts)  # the files' queries are contiguous and in order
+
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.hidden_dropout, training=self.encoder.training)
 
     def forward(
         self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, first_only: bool = False
@@ -98,7 +114,7 @@ class PackedEncoder(nn.Module):
             + emb.position_embeddings(positions)
             + emb.token_type_embeddings.weight[0]
         )
-        x = emb.LayerNorm(x)
+        x = self._dropout(emb.LayerNorm(x))
         layers = self.encoder.encoder.layer
         for i, layer in enumerate(layers):
             att = layer.attention.self
@@ -113,9 +129,9 @@ class PackedEncoder(nn.Module):
                 q = att.query(x).view(total, self.num_heads, self.head_dim)
                 a = self._attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
             out = layer.attention.output
-            x = out.LayerNorm(out.dense(a.reshape(x.shape[0], -1)) + x)
+            x = out.LayerNorm(self._dropout(out.dense(a.reshape(x.shape[0], -1))) + x)
             h = self.act(layer.intermediate.dense(x))
-            x = layer.output.LayerNorm(layer.output.dense(h) + x)
+            x = layer.output.LayerNorm(self._dropout(layer.output.dense(h)) + x)
         return x
 
 
@@ -145,17 +161,33 @@ class PackedClassifier(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int
     ) -> dict[str, torch.Tensor]:
-        c = self.classifier
-        if c.pooling == "cls":
-            pooled = self.encoder(input_ids, cu_seqlens, max_seqlen, first_only=True).float()
-        else:
-            pooled = packed_pool(self.encoder(input_ids, cu_seqlens, max_seqlen), cu_seqlens, c.pooling).float()
-        with torch.autocast(device_type=pooled.device.type, enabled=False):
-            return {
-                "quality": c.quality(pooled),
-                "structured_data": c.structured_data(pooled),
-                "content_type": c.content_type(pooled),
-            }
+        return packed_forward(self.classifier, self.encoder, input_ids, cu_seqlens, max_seqlen)
+
+
+def packed_forward(
+    classifier: CuratorClassifier,
+    encoder: PackedEncoder,
+    input_ids: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    max_seqlen: int,
+) -> dict[str, torch.Tensor]:
+    """The classifier's outputs for packed files; `encoder` is a PackedEncoder over the classifier's encoder."""
+    if classifier.pooling == "cls":
+        pooled = encoder(input_ids, cu_seqlens, max_seqlen, first_only=True)
+    else:
+        pooled = packed_pool(encoder(input_ids, cu_seqlens, max_seqlen), cu_seqlens, classifier.pooling)
+    return classifier.heads(pooled)
+
+
+def unpad(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A right-padded batch as packed input: (input_ids (total,), cu_seqlens (n+1,) int32, max_seqlen).
+
+    max_seqlen is the padded width, an upper bound that needs no device-to-host copy.
+    """
+    mask = attention_mask.bool()
+    lengths = mask.sum(1, dtype=torch.int32)
+    cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+    return input_ids[mask], cu_seqlens, input_ids.shape[1]
 
 
 def pack(sequences: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor, int]:

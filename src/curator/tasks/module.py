@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from curator.labels import QUALITY, STRUCTURED_DATA, get_label_set
 from curator.models import CuratorClassifier, build_encoder, max_model_tokens
 from curator.models.encoder import avoid_cudnn_attention
+from curator.models.packed import PackedEncoder, packed_forward, supports_packing, unpad
 from curator.tasks.metrics import CONTENT_TYPE, CuratorMetrics, flatten_for_logging
 
 HEADS = (QUALITY.name, STRUCTURED_DATA.name, CONTENT_TYPE)
@@ -43,6 +44,7 @@ class CuratorTask(L.LightningModule):
         encoder_config: dict[str, Any] | None = None,
         compile: bool = False,
         compile_mode: str | None = None,
+        packed: bool = False,
         freeze_layers: int = 0,
     ):
         super().__init__()
@@ -82,6 +84,15 @@ class CuratorTask(L.LightningModule):
                 layer = re.match(r"encoder\.layer\.(\d+)\.", name)
                 if name.startswith("embeddings.") or (layer and int(layer.group(1)) < freeze_layers):
                     param.requires_grad_(False)
+        self.packed_encoder = None
+        if packed:
+            if not supports_packing(net):
+                raise ValueError(
+                    f"model.packed=true needs a BERT- or RoBERTa-family encoder with absolute positions; "
+                    f"{encoder!r} is {net.config.model_type!r}: set model.packed=false"
+                )
+            # Not a submodule: it shares the encoder's weights, and the checkpoint must keep one copy of them.
+            object.__setattr__(self, "packed_encoder", PackedEncoder(self.model.encoder))
         self.val_metrics = CuratorMetrics(self.labels.classes)
         self.test_metrics = CuratorMetrics(self.labels.classes)
         self.val_score_best = float("-inf")
@@ -91,7 +102,14 @@ class CuratorTask(L.LightningModule):
         return self.model(input_ids=input_ids, attention_mask=attention_mask)
 
     def _step(self, batch: dict) -> tuple[torch.Tensor, dict, dict]:
-        preds = self(batch["input_ids"], batch["attention_mask"])
+        if self.packed_encoder is None:
+            preds = self(batch["input_ids"], batch["attention_mask"])
+        else:
+            # Padding dropped on the device: every layer runs on real tokens, attention in Flash Attention.
+            ids, cu_seqlens, _ = unpad(batch["input_ids"], batch["attention_mask"])
+            # max_length, not the batch's width, as the bound: a constant keeps a compiled encoder from
+            # compiling again for each width.
+            preds = packed_forward(self.model, self.packed_encoder, ids, cu_seqlens, self.hparams.max_length)
         # A head with weight 0 is neither trained nor scored.
         preds = {head: preds[head] for head in self.heads}
         losses = {}
@@ -159,7 +177,10 @@ class CuratorTask(L.LightningModule):
             # In place (Module.compile keeps the state-dict keys), only the encoder (the heads are cheap), and
             # only for training, so loading a checkpoint in a notebook never waits for a compiler.
             # mode="reduce-overhead" replays CUDA graphs, one per batch shape (see data.pad_to_multiple_of).
-            self.model.encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
+            if self.packed_encoder is not None:
+                self.packed_encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
+            else:
+                self.model.encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
 
     def on_train_epoch_start(self) -> None:
         # The stream reshuffles per epoch; its workers start after this hook and copy the epoch with them.

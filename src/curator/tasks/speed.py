@@ -68,7 +68,9 @@ class TrainingSpeed(L.Callback):
         pl_module.log("train/files_per_s", files_per_s, prog_bar=True)
         pl_module.log("train/tokens_per_s", tokens_per_s)
         # hydra.verbose=curator.tasks.speed prints each window
-        log.debug("step %d: %.0f files/s, %.0f useful tokens/s", trainer.global_step, files_per_s, tokens_per_s)
+        log.debug(
+            "step %d: %.0f files/s, %.0f useful tokens/s", trainer.global_step, files_per_s, tokens_per_s
+        )
         if trainer.global_step - w["steps"] >= self.skip_steps:
             for key in self._total:
                 self._total[key] += w[key]
