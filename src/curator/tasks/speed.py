@@ -45,6 +45,10 @@ class TrainingSpeed(L.Callback):
         self._last = None
         self._window = self._zero()
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A validation inside an epoch (val_check_interval) is not training time: start the clock again.
+        self.on_train_epoch_start(trainer, pl_module)
+
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: dict, batch_idx: int
     ) -> None:
