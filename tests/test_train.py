@@ -198,3 +198,32 @@ def test_packed_training_fits_and_its_checkpoint_loads(labeled_root, tmp_path):
     assert not any(key.startswith("packed_encoder") for key in state)
     loaded = CuratorTask.load_from_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
     assert loaded.packed_encoder is not None
+
+
+def test_training_steps_do_not_wait_for_the_device(labeled_root, monkeypatch):
+    """What a training step logs must not make the host wait for the GPU: Lightning copies a Python number to
+    the module's device (a copy that waits), and turns every progress-bar value into a number after each batch
+    (a wait, for a GPU tensor). So numbers go in as CPU tensors, and a step's own tensors stay off the bar but
+    now and then."""
+    import lightning as L
+
+    from curator.tasks.speed import TrainingSpeed
+
+    logged = []
+    log = L.LightningModule.log
+
+    def recording_log(self, name, value, *args, prog_bar=False, **kwargs):
+        logged.append((name, value, prog_bar))
+        return log(self, name, value, *args, prog_bar=prog_bar, **kwargs)
+
+    monkeypatch.setattr(L.LightningModule, "log", recording_log)
+    speed = TrainingSpeed(every_n_steps=5, skip_steps=0)
+    trainer = _quiet_cpu_trainer(max_steps=40, limit_val_batches=0, log_every_n_steps=20, callbacks=[speed])
+    dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=4, num_workers=0)
+    trainer.fit(_tiny_task(), datamodule=dm)
+
+    assert {name for name, _, _ in logged} >= {"train/loss", "train/lr", "loss", "train/files_per_s"}
+    assert all(isinstance(value, torch.Tensor) for _, value, _ in logged), "a Python number was logged"
+    on_bar = [value for _, value, bar in logged if bar]
+    assert all(value.device.type == "cpu" and value.grad_fn is None for value in on_bar)
+    assert sum(name == "loss" for name, _, _ in logged) == 2  # steps 0 and 20 of 40

@@ -124,10 +124,16 @@ class CuratorTask(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, losses, _ = self._step(batch)
         n = batch["input_ids"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        # Nothing here may make the host wait for the GPU, or it cannot queue the next step while this one
+        # runs. Tensors on the GPU are fine (the logger reads them every log_every_n_steps); Lightning turns a
+        # progress-bar value into a number after every batch, and copies a Python number to the GPU, so those
+        # go in as CPU tensors, and the loss reaches the progress bar only now and then.
+        self.log("train/loss", loss, batch_size=n)
         self.log_dict({f"train/loss/{head}": value for head, value in losses.items()}, batch_size=n)
         # Here rather than a LearningRateMonitor callback, which refuses to run without a logger.
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=n)
+        self.log("train/lr", torch.tensor(self.optimizers().param_groups[0]["lr"]), batch_size=n)
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("loss", torch.tensor(loss.item()), prog_bar=True, logger=False, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -69,8 +69,9 @@ class TrainingSpeed(L.Callback):
         w["seconds"], w["tokens"] = now - self._last, int(w["tokens"])
         self._last = now
         files_per_s, tokens_per_s = w["files"] / w["seconds"], w["tokens"] / w["seconds"]
-        pl_module.log("train/files_per_s", files_per_s, prog_bar=True)
-        pl_module.log("train/tokens_per_s", tokens_per_s)
+        # CPU tensors: Lightning would copy Python numbers to the GPU, and read the progress bar's every batch.
+        pl_module.log("train/files_per_s", torch.tensor(files_per_s), prog_bar=True)
+        pl_module.log("train/tokens_per_s", torch.tensor(tokens_per_s))
         # hydra.verbose=curator.tasks.speed prints each window
         log.debug(
             "step %d: %.0f files/s, %.0f useful tokens/s", trainer.global_step, files_per_s, tokens_per_s
