@@ -6,6 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from curator.data.datamodule import CuratorDataModule, LabeledStream, local_units
 from curator.data.shards import labeled_files
@@ -98,6 +99,15 @@ def test_widths_round_up_to_a_multiple_but_not_past_max_length(labeled_root, tok
         assert (batch["input_ids"][batch["attention_mask"] == 0] == tokenizer.pad_token_id).all()
         widths.add(width)
     assert widths <= {64, 128, 192, 200} and len(widths) > 1
+
+
+def test_packed_batches_carry_the_files_unpadded(labeled_root, tokenizer):
+    stream = _stream(labeled_root, tokenizer, "train", 0, 1, 1, True, 8, max_length=64, packed=True)
+    for batch in stream:
+        mask = batch["attention_mask"].bool()
+        assert torch.equal(batch["packed_input_ids"].long(), batch["input_ids"][mask])
+        lengths = batch["cu_seqlens"][1:] - batch["cu_seqlens"][:-1]
+        assert torch.equal(lengths, mask.sum(1).int()) and batch["cu_seqlens"][0] == 0
 
 
 def test_split_column_without_split_folders_and_coarse_label_indices(tmp_path, labeled_root):

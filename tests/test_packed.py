@@ -81,21 +81,34 @@ def test_a_packed_training_step_has_the_padded_loss_and_gradients(pooling):
         "structured_data": torch.tensor([0, 3, 1, 2]),
         "content_type": torch.tensor([0, 3, 5, 8]),
     }
-    grads = {}
-    for packed in (False, True):
+    packed_by_loader = {**batch, **dict(zip(("packed_input_ids", "cu_seqlens"), pack(seqs)[:2], strict=True))}
+    results = {}
+    # padded; packed on the device from the padded batch; packed by the DataModule's workers
+    for variant, packed, b in (
+        ("padded", False, batch),
+        ("unpad", True, batch),
+        ("loader", True, packed_by_loader),
+    ):
         torch.manual_seed(0)
         task = CuratorTask(
             encoder="roberta", encoder_config=ROBERTA, max_length=128, pooling=pooling, packed=packed
         )
         task.eval()
-        loss, _, _ = task._step(batch)
+        loss, _, _ = task._step(b)
         loss.backward()
-        grads[packed] = (loss.detach(), {n: p.grad for n, p in task.named_parameters() if p.grad is not None})
-    (loss_padded, g_padded), (loss_packed, g_packed) = grads[False], grads[True]
-    torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-5, atol=1e-5)
-    assert g_packed.keys() == g_padded.keys() and len(g_packed) > 20
-    for name in g_padded:
-        torch.testing.assert_close(g_packed[name], g_padded[name], rtol=1e-4, atol=1e-5, msg=name)
+        results[variant] = (
+            loss.detach(),
+            {n: p.grad for n, p in task.named_parameters() if p.grad is not None},
+        )
+    loss_padded, g_padded = results["padded"]
+    for variant in ("unpad", "loader"):
+        loss_packed, g_packed = results[variant]
+        torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-5, atol=1e-5)
+        assert g_packed.keys() == g_padded.keys() and len(g_packed) > 20
+        for name in g_padded:
+            torch.testing.assert_close(
+                g_packed[name], g_padded[name], rtol=1e-4, atol=1e-5, msg=f"{variant} {name}"
+            )
 
 
 def test_packed_training_applies_the_encoders_dropout():

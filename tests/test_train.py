@@ -189,7 +189,9 @@ def test_packed_training_fits_and_its_checkpoint_loads(labeled_root, tmp_path):
     model = _tiny_task(packed=True)
     before = [p.detach().clone() for p in model.parameters()]
     trainer = _quiet_cpu_trainer(max_steps=2, limit_val_batches=1)
-    dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=8, num_workers=0)
+    dm = CuratorDataModule(
+        str(labeled_root), "minilm", max_length=64, batch_size=8, num_workers=0, packed=True
+    )
     trainer.fit(model, datamodule=dm)
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     trainer.save_checkpoint(tmp_path / "model.ckpt")

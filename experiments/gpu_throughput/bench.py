@@ -312,6 +312,7 @@ def train_throughput(
     (train_cli_bench.py has it).
     """
     from curator.data.batching import length_grouped, pad_batch
+    from curator.models.packed import pack
     from curator.tasks.module import CuratorTask
 
     task = CuratorTask(encoder="unixcoder-shaped", tokenizer=str(tok_dir), encoder_config=encoder_config(),
@@ -340,8 +341,12 @@ def train_throughput(
             b["attention_mask"] = F.pad(b["attention_mask"], (0, extra), value=0)
             batches.append(b)
     else:
-        grouped = length_grouped(examples, batch_size, 64, rng)
-        batches = [pad_batch(b, pad, multiple_of, max_length) for b in grouped]
+        batches = []
+        for group in length_grouped(examples, batch_size, 64, rng):
+            b = pad_batch(group, pad, multiple_of, max_length)
+            if packed:  # as the DataModule's workers pack them with data.packed=true
+                b["packed_input_ids"], b["cu_seqlens"], _ = pack([e["input_ids"] for e in group])
+            batches.append(b)
     batches = [{k: v.pin_memory() if dev == "cuda" and torch.is_tensor(v) else v for k, v in b.items()}
                for b in batches[:steps]]  # fmt: skip
     autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda")

@@ -29,6 +29,7 @@ from curator.data.batching import CONTENT_TYPE, encode_rows, length_grouped, pad
 from curator.data.shards import labeled_files
 from curator.labels import QUALITY, STRUCTURED_DATA, get_label_set
 from curator.models import build_tokenizer
+from curator.models.packed import pack
 
 # The tokenizer runs inside dataloader workers; its own thread pool would fight them for cores (and warn
 # after a fork).
@@ -113,6 +114,7 @@ class LabeledStream(IterableDataset):
         seed: int = 0,
         batches_per_epoch: int | None = None,
         pad_to_multiple_of: int = 1,
+        packed: bool = False,
     ):
         if pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be 1 or more, got {pad_to_multiple_of}")
@@ -135,6 +137,7 @@ class LabeledStream(IterableDataset):
         self.epoch = 0
         self.batches_per_epoch = batches_per_epoch
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.packed = packed
         self.n_units = len(units) if units is not None else hf_dataset.num_shards
         if train and units is None and batches_per_epoch is None:
             raise ValueError(
@@ -207,7 +210,12 @@ class LabeledStream(IterableDataset):
             for batch in length_grouped(examples, self.batch_size, self.buffer_batches, rng):
                 if target is not None and produced == target:
                     return
-                yield pad_batch(batch, pad_id, self.pad_to_multiple_of, self.max_length)
+                padded = pad_batch(batch, pad_id, self.pad_to_multiple_of, self.max_length)
+                if self.packed:
+                    # Packed here, in the worker, so that the tensors get pinned and the step never asks the
+                    # GPU for the lengths (which would make the host wait for it).
+                    padded["packed_input_ids"], padded["cu_seqlens"], _ = pack([e["input_ids"] for e in batch])
+                yield padded
                 produced += 1
             if target is None or produced >= target or produced == 0:
                 return
@@ -249,6 +257,7 @@ class CuratorDataModule(L.LightningDataModule):
         train_batches_per_epoch: int | None = None,
         pin_memory: bool = True,
         pad_to_multiple_of: int = 1,
+        packed: bool = False,
         seed: int = 0,
     ):
         super().__init__()
@@ -276,6 +285,7 @@ class CuratorDataModule(L.LightningDataModule):
             num_workers=hp.num_workers,
             buffer_batches=hp.buffer_batches,
             pad_to_multiple_of=hp.pad_to_multiple_of,
+            packed=hp.packed,
             seed=hp.seed,
         )
         if _is_local(hp.root):

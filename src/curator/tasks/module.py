@@ -105,8 +105,12 @@ class CuratorTask(L.LightningModule):
         if self.packed_encoder is None:
             preds = self(batch["input_ids"], batch["attention_mask"])
         else:
-            # Padding dropped on the device: every layer runs on real tokens, attention in Flash Attention.
-            ids, cu_seqlens, _ = unpad(batch["input_ids"], batch["attention_mask"])
+            # Every layer runs on real tokens, attention in Flash Attention. The DataModule packs the batch when
+            # data.packed is on; a batch from elsewhere is packed here (which waits for the GPU once).
+            if "cu_seqlens" in batch:
+                ids, cu_seqlens = batch["packed_input_ids"], batch["cu_seqlens"]
+            else:
+                ids, cu_seqlens, _ = unpad(batch["input_ids"], batch["attention_mask"])
             # max_length, not the batch's width, as the bound: a constant keeps a compiled encoder from
             # compiling again for each width.
             preds = packed_forward(self.model, self.packed_encoder, ids, cu_seqlens, self.hparams.max_length)
