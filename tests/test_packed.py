@@ -127,3 +127,18 @@ def test_packed_training_applies_the_encoders_dropout():
     encoder.config.hidden_dropout_prob = encoder.config.attention_probs_dropout_prob = 0.0
     no_dropout = PackedEncoder(encoder)
     assert torch.equal(no_dropout(*args), no_dropout(*args))
+
+
+@pytest.mark.slow
+def test_packed_training_compiles_with_dropout_and_dynamic_shapes():
+    from curator.models.packed import PackedEncoder, pack
+
+    torch.manual_seed(0)
+    encoder = build_encoder("roberta", config=ROBERTA).train()
+    packed = PackedEncoder(encoder)
+    packed.compile(dynamic=True)  # as CuratorTask.on_fit_start does with model.packed and model.compile
+    for lengths in ([5, 30], [7, 50, 3]):
+        args = pack([torch.randint(5, 900, (n,)).tolist() for n in lengths])
+        packed(*args[:2], 128, first_only=True).square().mean().backward()
+        assert all(p.grad is not None and p.grad.isfinite().all() for p in encoder.encoder.parameters())
+        encoder.zero_grad()

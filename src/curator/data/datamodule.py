@@ -214,7 +214,9 @@ class LabeledStream(IterableDataset):
                 if self.packed:
                     # Packed here, in the worker, so that the tensors get pinned and the step never asks the
                     # GPU for the lengths (which would make the host wait for it).
-                    padded["packed_input_ids"], padded["cu_seqlens"], _ = pack([e["input_ids"] for e in batch])
+                    padded["packed_input_ids"], padded["cu_seqlens"], _ = pack(
+                        [e["input_ids"] for e in batch]
+                    )
                 yield padded
                 produced += 1
             if target is None or produced >= target or produced == 0:

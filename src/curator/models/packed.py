@@ -56,6 +56,21 @@ def position_ids_for(cu_seqlens: torch.Tensor, total: int, offset: int) -> torch
     return torch.arange(total, device=cu_seqlens.device) - starts + offset
 
 
+# Left out of torch.compile: the loop over files breaks the graph anyway, and Inductor's CPU backend fails on
+# SDPA with dropout under dynamic shapes ("Exponent must be non-negative").
+@torch.compiler.disable
+def _attention_per_file(q, k, v, cu_q, cu_k, dropout: float) -> torch.Tensor:
+    """The CPU fallback: one SDPA call per file, on (tokens, heads, head_dim) slices."""
+    bounds_q, bounds_k = cu_q.tolist(), cu_k.tolist()
+    parts = []
+    for i in range(len(bounds_q) - 1):
+        # (L, H, D) -> (1, H, L, D) for SDPA, and back
+        qs = q[bounds_q[i] : bounds_q[i + 1]].transpose(0, 1).unsqueeze(0)
+        ks, vs = (t[bounds_k[i] : bounds_k[i + 1]].transpose(0, 1).unsqueeze(0) for t in (k, v))
+        parts.append(F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout)[0].transpose(0, 1))
+    return torch.cat(parts)  # the files' queries are contiguous and in order
+
+
 class PackedEncoder(nn.Module):
     """Runs `encoder`'s layers on packed tokens; returns hidden states of shape (total_tokens, hidden)."""
 
@@ -85,14 +100,7 @@ class PackedEncoder(nn.Module):
                 return torch.ops.aten._flash_attention_forward(
                     q, k, v, cu_q, cu_k, max_q, max_k, dropout, False, False
                 )[0]
-        bounds_q, bounds_k = cu_q.tolist(), cu_k.tolist()
-        parts = []
-        for i in range(len(bounds_q) - 1):
-            # (L, H, D) -> (1, H, L, D) for SDPA, and back
-            qs = q[bounds_q[i] : bounds_q[i + 1]].transpose(0, 1).unsqueeze(0)
-            ks, vs = (t[bounds_k[i] : bounds_k[i + 1]].transpose(0, 1).unsqueeze(0) for t in (k, v))
-            parts.append(F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout)[0].transpose(0, 1))
-        return torch.cat(parts)  # the files' queries are contiguous and in order
+        return _attention_per_file(q, k, v, cu_q, cu_k, dropout)
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.hidden_dropout, training=self.encoder.training)
