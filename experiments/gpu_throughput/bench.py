@@ -307,8 +307,8 @@ def train_throughput(
     sorted by length, each batch padded to its longest file, batches shuffled). compile: None (eager),
     "default" (torch.compile with dynamic shapes, `model.compile=true`) or "reduce-overhead" (the same captured
     as CUDA graphs, batch widths rounded up to a multiple of 64: `model.compile_mode=reduce-overhead
-    data.pad_to_multiple_of=64`). packed: the step drops the padding on the GPU and runs the encoder on real
-    tokens with Flash Attention (`model.packed=true`). Lightning's own per-step work is left out
+    data.pad_to_multiple_of=64`). packed: batches also carry the files unpadded, as the DataModule's workers
+    build them, and the encoder runs on real tokens with Flash Attention (`model.packed=true`). Lightning's own per-step work is left out
     (train_cli_bench.py has it).
     """
     from curator.data.batching import length_grouped, pad_batch
@@ -325,7 +325,8 @@ def train_throughput(
     if compile:
         mode = None if compile == "default" else compile
         # as CuratorTask.on_fit_start does
-        (task.packed_encoder or model.model.encoder).compile(dynamic=True, mode=mode)
+        encoder = model.model.encoder if task.packed_encoder is None else task.packed_encoder
+        encoder.compile(dynamic=True, mode=mode)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=2e-5, fused=dev == "cuda" or None)
     rng = random.Random(0)
