@@ -41,6 +41,7 @@ def evaluate(
         batch_size=batch_size,
         eval_batch_size=batch_size,
         num_workers=num_workers,
+        packed=hp.get("packed", False),
     )
     gpu = torch.cuda.is_available()
     trainer = L.Trainer(

@@ -111,9 +111,10 @@ class CuratorTask(L.LightningModule):
                 ids, cu_seqlens = batch["packed_input_ids"], batch["cu_seqlens"]
             else:
                 ids, cu_seqlens, _ = unpad(batch["input_ids"], batch["attention_mask"])
-            # max_length, not the batch's width, as the bound: a constant keeps a compiled encoder from
-            # compiling again for each width.
-            preds = packed_forward(self.model, self.packed_encoder, ids, cu_seqlens, self.hparams.max_length)
+            # max_length rather than the batch's width as the bound on a file's length: a constant keeps a
+            # compiled encoder from compiling again for each width (evaluate.py may ask for longer files).
+            bound = max(self.hparams.max_length, batch["input_ids"].shape[1])
+            preds = packed_forward(self.model, self.packed_encoder, ids, cu_seqlens, bound)
         # A head with weight 0 is neither trained nor scored.
         preds = {head: preds[head] for head in self.heads}
         losses = {}
