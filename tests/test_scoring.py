@@ -13,14 +13,15 @@ import pytest
 import torch
 from helpers_model import REPO, corpus_rows, load_script, make_checkpoint, make_corpus, write_shard
 
+from curator.data.batching import padded_width
 from curator.models.trained import load_trained
 from curator.scoring.batching import (
+    PAD_MULTIPLE,
     Row,
     budget_batches,
     collate,
     collate_packed,
     packed_batches,
-    padded_length,
 )
 from curator.scoring.outputs import SCORE_COLUMNS, content_types_of
 from curator.scoring.runner import _halves, score_corpus
@@ -181,7 +182,7 @@ def test_token_budget_batches():
     for b in batches:
         lengths = [len(r.ids) for r in b]
         assert lengths == sorted(lengths, reverse=True)
-        assert len(b) * padded_length(lengths[0], 512) <= budget
+        assert len(b) * padded_width(lengths[0], PAD_MULTIPLE, 512) <= budget
         input_ids, mask = collate(b, pad_id=0, max_length=512)
         assert input_ids.shape[1] % 8 == 0 and mask.sum().item() == sum(lengths)
     # A file longer than the whole budget still goes through, alone.

@@ -112,12 +112,10 @@ def main():
         if returncode != 0 or not speed_file.exists():
             print(log_path.read_text(errors="replace")[-4000:], flush=True)
             results[name] = {"error": f"exit {returncode}", "wall_s": wall}
-            Path(args.out, "train_cli_results.json").write_text(json.dumps(out, indent=1))
-            continue
-        results[name] = {**json.loads(speed_file.read_text()), "wall_s": wall, "overrides": overrides}
-        r = results[name]
-        print(f"{name}: {r['files_per_s']:,.0f} files/s, {r['tokens_per_s']:,.0f} useful tokens/s "
-              f"({r['steps']} steps timed), {wall:.0f} s in all", flush=True)  # fmt: skip
+        else:
+            results[name] = r = {**json.loads(speed_file.read_text()), "wall_s": wall, "overrides": overrides}
+            print(f"{name}: {r['files_per_s']:,.0f} files/s, {r['tokens_per_s']:,.0f} useful tokens/s "
+                  f"({r['steps']} steps timed), {wall:.0f} s in all", flush=True)  # fmt: skip
         Path(args.out, "train_cli_results.json").write_text(json.dumps(out, indent=1))
     base = next((r["files_per_s"] for r in results.values() if "files_per_s" in r), None)
     print(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curator.data.batching import HEAD_CHARS_PER_TOKEN, pad_sequences
+from curator.data.batching import HEAD_CHARS_PER_TOKEN, pad_sequences, padded_width
 from curator.models.packed import pack
 from curator.scoring.sources import Shard, iter_rows
 
@@ -141,10 +141,6 @@ class Tokenize:
         return rows
 
 
-def padded_length(n: int, max_length: int) -> int:
-    return min(-(-n // PAD_MULTIPLE) * PAD_MULTIPLE, max_length)
-
-
 def budget_batches(rows: list[Row], tokens_per_batch: int, max_length: int) -> Iterator[list[Row]]:
     """Rows sorted longest first, cut greedily so that len(batch) * padded longest <= tokens_per_batch.
 
@@ -153,7 +149,7 @@ def budget_batches(rows: list[Row], tokens_per_batch: int, max_length: int) -> I
     rows = sorted(rows, key=lambda r: len(r.ids), reverse=True)
     i = 0
     while i < len(rows):
-        per_row = padded_length(len(rows[i].ids), max_length)
+        per_row = padded_width(len(rows[i].ids), PAD_MULTIPLE, max_length)
         n = max(1, tokens_per_batch // per_row)
         yield rows[i : i + n]
         i += n
@@ -185,7 +181,7 @@ def collate_packed(rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def collate(rows: list[Row], pad_id: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = padded_length(max(len(r.ids) for r in rows), max_length)
+    width = padded_width(max(len(r.ids) for r in rows), PAD_MULTIPLE, max_length)
     return pad_sequences([r.ids for r in rows], pad_id, width)
 
 

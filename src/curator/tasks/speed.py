@@ -52,8 +52,6 @@ class TrainingSpeed(L.Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: dict, batch_idx: int
     ) -> None:
-        # A tensor on the device: summing the mask here would otherwise wait for the GPU every step.
-        tokens = batch["attention_mask"].sum()
         if self._last is None:
             self._sync(pl_module)
             self._last = time.perf_counter()
@@ -61,7 +59,8 @@ class TrainingSpeed(L.Callback):
         w = self._window
         w["steps"] += 1
         w["files"] += batch["attention_mask"].shape[0]
-        w["tokens"] = w["tokens"] + tokens
+        # Kept a tensor on the device until the window closes: a number now would wait for the GPU every step.
+        w["tokens"] = w["tokens"] + batch["attention_mask"].sum()
         if w["steps"] < self.every_n_steps:
             return
         self._sync(pl_module)
