@@ -62,10 +62,12 @@ def main():
             print(key, results[key], flush=True)
             out_file.write_text(json.dumps(results, indent=1))
 
+    # The table covers every recipe in the results file, so a run that adds a recipe keeps the earlier rows.
+    by_recipe: dict[str, list[dict]] = {}
+    for key, metrics in results.items():
+        by_recipe.setdefault(key.rpartition("/seed")[0], []).append(metrics)
     lines = ["| recipe | seeds | " + " | ".join(METRICS) + " |", "|---|---:|" + "---:|" * len(METRICS)]
-    for spec in args.recipes:
-        name = spec.partition("=")[0]
-        runs = [results[f"{name}/seed{s}"] for s in args.seeds]
+    for name, runs in by_recipe.items():
         cells = []
         for label in METRICS:
             values = [r[label] for r in runs]
