@@ -16,7 +16,8 @@ Printed and written to results.json:
 - train/seed_*: the seed's recipe: batch 16 padded to max_length, bf16 autocast, AdamW with clipping;
 - train/curator_*: curator's training step: length-grouped batches padded to the longest file; `compiled` adds
   torch.compile of the encoder with dynamic shapes (`model.compile`), `graphs` captures it as CUDA graphs with
-  widths rounded up to a multiple of 64 (`model.compile_mode=reduce-overhead data.pad_to_multiple_of=64`);
+  widths rounded up to a multiple of 64 (`model.compile_mode=reduce-overhead data.pad_to_multiple_of=64`),
+  `packed` trains on the files unpadded with Flash Attention (`model.packed=true`, as `+experiment=fast512`);
   `--profile RUN` prints where a step's time goes.
 Useful tokens are real (non-padding) tokens; MFU counts the FLOPs of useful tokens only.
 """

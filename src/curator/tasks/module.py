@@ -188,10 +188,8 @@ class CuratorTask(L.LightningModule):
             # In place (Module.compile keeps the state-dict keys), only the encoder (the heads are cheap), and
             # only for training, so loading a checkpoint in a notebook never waits for a compiler.
             # mode="reduce-overhead" replays CUDA graphs, one per batch shape (see data.pad_to_multiple_of).
-            if self.packed_encoder is not None:
-                self.packed_encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
-            else:
-                self.model.encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
+            encoder = self.model.encoder if self.packed_encoder is None else self.packed_encoder
+            encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
 
     def on_train_epoch_start(self) -> None:
         # The stream reshuffles per epoch; its workers start after this hook and copy the epoch with them.
