@@ -51,8 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--num-workers",
         type=int,
-        default=2,
-        help="tokenizing processes per GPU; 0 tokenizes in the main process (default: %(default)s)",
+        default=None,
+        help="tokenizing processes per GPU; 0 tokenizes in the main process (default: the machine's cores "
+        "divided among the GPUs' processes on it, less two each, at most 16)",
     )
     p.add_argument(
         "--rows-per-part",
