@@ -42,6 +42,7 @@ def evaluate(
         eval_batch_size=batch_size,
         num_workers=num_workers,
         packed=hp.get("packed", False),
+        code_markers=hp.get("code_markers", False),
     )
     gpu = torch.cuda.is_available()
     trainer = L.Trainer(

@@ -4,7 +4,7 @@
 
 The folder holds model.safetensors, curator_config.json (encoder config, label set, pooling, max_length), the
 tokenizer files and a model card (README.md) with the run's test tables (`--report`, or found beside the
-checkpoint's run); `curator.models.trained.load_trained(folder)` and `score.py --model folder` read it without
+checkpoint's run); `curator.tasks.trained.load_trained(folder)` and `score.py --model folder` read it without
 Hydra, Lightning or a network.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curator.models.trained import export_trained
+from curator.tasks.export import export_trained
 
 
 def main(argv=None) -> int:

@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--window",
         type=int,
-        default=4096,
+        default=1024,
         help="files read, then sorted by length, before batching; larger wastes less padding (default: %(default)s)",
     )
     p.add_argument(
@@ -120,12 +120,15 @@ def main(argv=None) -> int:
     )
     if summary.rows_scored:
         logging.info(
-            "time: %.1f s to the first batch, %.1f s waiting for input, %.1f s waiting for the model, "
-            "%.1f s writing%s",
+            "time: %.1f s to the first batch, %.1f s waiting for input, %.1f s launching the model, "
+            "%.1f s waiting for the model, %.1f s placing scores, %.1f s writing, %.1f s other%s",
             summary.first_batch_s or 0.0,
             summary.input_wait_s,
+            summary.launch_s,
             summary.gpu_wait_s,
+            summary.place_s,
             summary.write_s,
+            summary.other_s,
             "; input was the limit: try more --num-workers"
             if summary.input_wait_s > 0.2 * summary.seconds and summary.input_wait_s > summary.gpu_wait_s
             else "",

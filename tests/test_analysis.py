@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from helpers_model import make_checkpoint
 
-from curator.analysis import (
+from curator.labels import get_label_set
+from curator.tasks.analysis import (
     calibration,
     excerpt,
     expected_calibration_error,
@@ -16,7 +17,6 @@ from curator.analysis import (
     threshold_tradeoff,
     worst_errors,
 )
-from curator.labels import get_label_set
 
 COARSE = get_label_set("coarse").classes  # code, test, config_or_data, generated, other
 
@@ -178,7 +178,10 @@ def test_predict_split_gives_a_row_per_file(tmp_path, labeled_root):
     stacked = np.stack(df.content_type_probs)
     assert stacked.shape == (48, 5) and np.allclose(stacked.sum(axis=1), 1.0)
     assert list(df.pred_content_type) == [COARSE[k] for k in stacked.argmax(axis=1)]
-    assert (df.num_tokens <= 32).all() and df.truncated.any()
+    # As in score files: the whole file's content tokens; truncated when they do not fit the 30 left beside
+    # [CLS] and [SEP].
+    assert df.truncated.any() and (~df.truncated).any()
+    assert (df.truncated == (df.num_tokens > 30)).all() and df.error.isna().all()
     # Batches are grouped by length, so rows must be put back in place: one file alone scores the same.
     one = predict_split(ckpt, labeled_root, "test", batch_size=8, device="cpu", limit=1)
     assert one.pred_quality.iloc[0] == pytest.approx(df.pred_quality.iloc[0], abs=1e-5)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from curator.data.datamodule import CuratorDataModule, LabeledStream, local_units
+from curator.data.inputs import build_tokenizer
 from curator.data.shards import labeled_files
 from curator.labels import get_label_set
-from curator.models import build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,7 @@ def test_tokenizing_heads_gives_the_model_input_of_whole_files(tokenizer):
     from pathlib import Path
 
     from curator.data.batching import encode_rows
+    from curator.data.inputs import InputEncoder
 
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
     texts = []
@@ -151,5 +152,5 @@ def test_tokenizing_heads_gives_the_model_input_of_whole_files(tokenizer):
     ]
     for max_length in (64, 512):
         whole = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-        got = [e["input_ids"] for e in encode_rows(rows, tokenizer, max_length, get_label_set("full"))]
-        assert got == whole
+        examples, errors = encode_rows(rows, InputEncoder(tokenizer, max_length), get_label_set("full"))
+        assert not errors and [e.input_ids for e in examples] == whole

@@ -6,8 +6,8 @@ import torch
 from helpers_model import TINY, load_script, make_checkpoint, make_corpus
 
 from curator.labels import get_label_set
-from curator.models.trained import CONFIG_NAME, WEIGHTS_NAME, _label_set_from, load_trained
 from curator.scoring.runner import score_corpus
+from curator.tasks.trained import CONFIG_NAME, WEIGHTS_NAME, _label_set_from, load_trained
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def _test_report(folder, checkpoint_name: str = "epoch_001.ckpt"):
 
 
 def test_export_writes_a_model_card_with_the_runs_test_tables(tmp_path):
-    from curator.models.card import CARD_NAME
+    from curator.tasks.card import CARD_NAME
 
     run = tmp_path / "run"
     ckpt = make_checkpoint(run / "checkpoints" / "epoch_001.ckpt", pooling="mean")
@@ -155,7 +155,7 @@ def test_export_writes_a_model_card_with_the_runs_test_tables(tmp_path):
 
 
 def test_model_card_report_from_the_command_line_and_its_absence(tmp_path):
-    from curator.models.card import CARD_NAME
+    from curator.tasks.card import CARD_NAME
 
     export = load_script("export")
     ckpt = make_checkpoint(tmp_path / "loose" / "last.ckpt", label_set="coarse")

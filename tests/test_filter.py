@@ -10,6 +10,7 @@ from curator.data.corpus import CORPUS_COLUMNS
 from curator.data.shards import write_parquet_atomic
 from curator.labels import get_label_set
 from curator.scoring import outputs
+from curator.scoring.batching import RowInfo
 from curator.scoring.expressions import Expression
 from curator.scoring.runner import score_corpus
 from curator.scoring.sources import Shard
@@ -41,7 +42,7 @@ def scored(tmp_path):
             fake = [fake_scores(i) for i in range(N)]
             probs = np.eye(len(CLASSES), dtype=np.float32)[[f["content_type"] for f in fake]]
             meta = [
-                (i, f"{lang}-{s}-{i}", "p", f["num_tokens"], False, False, f["error"])
+                RowInfo(i, f"{lang}-{s}-{i}", "p", f["num_tokens"], False, False, f["error"])
                 for i, f in enumerate(fake)
             ]
             table = outputs.build_table(

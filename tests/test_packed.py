@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from curator.data.inputs import pack
 from curator.models import CuratorClassifier, build_encoder
-from curator.models.packed import PackedClassifier, pack, position_ids_for
+from curator.models.packed import PackedClassifier, position_ids_for
 
 TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128)
 ROBERTA = dict(
@@ -83,12 +84,8 @@ def test_a_packed_training_step_has_the_padded_loss_and_gradients(pooling):
     }
     packed_by_loader = {**batch, **dict(zip(("packed_input_ids", "cu_seqlens"), pack(seqs)[:2], strict=True))}
     results = {}
-    # padded; packed on the device from the padded batch; packed by the DataModule's workers
-    for variant, packed, b in (
-        ("padded", False, batch),
-        ("unpad", True, batch),
-        ("loader", True, packed_by_loader),
-    ):
+    # padded; packed by the DataModule's workers
+    for variant, packed, b in (("padded", False, batch), ("loader", True, packed_by_loader)):
         torch.manual_seed(0)
         task = CuratorTask(
             encoder="roberta", encoder_config=ROBERTA, max_length=128, pooling=pooling, packed=packed
@@ -101,7 +98,7 @@ def test_a_packed_training_step_has_the_padded_loss_and_gradients(pooling):
             {n: p.grad for n, p in task.named_parameters() if p.grad is not None},
         )
     loss_padded, g_padded = results["padded"]
-    for variant in ("unpad", "loader"):
+    for variant in ("loader",):
         loss_packed, g_packed = results[variant]
         torch.testing.assert_close(loss_packed, loss_padded, rtol=1e-5, atol=1e-5)
         assert g_packed.keys() == g_padded.keys() and len(g_packed) > 20
@@ -112,7 +109,7 @@ def test_a_packed_training_step_has_the_padded_loss_and_gradients(pooling):
 
 
 def test_packed_training_applies_the_encoders_dropout():
-    from curator.models.packed import PackedEncoder, pack
+    from curator.models.packed import PackedEncoder
 
     torch.manual_seed(0)
     encoder = build_encoder("roberta", config=ROBERTA)
@@ -131,7 +128,7 @@ def test_packed_training_applies_the_encoders_dropout():
 
 @pytest.mark.slow
 def test_packed_training_compiles_with_dropout_and_dynamic_shapes():
-    from curator.models.packed import PackedEncoder, pack
+    from curator.models.packed import PackedEncoder
 
     torch.manual_seed(0)
     encoder = build_encoder("roberta", config=ROBERTA).train()

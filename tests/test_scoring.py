@@ -13,18 +13,15 @@ import pytest
 import torch
 from helpers_model import REPO, corpus_rows, load_script, make_checkpoint, make_corpus, write_shard
 
-from curator.data.batching import padded_width
-from curator.models.trained import load_trained
-from curator.scoring.batching import (
-    PAD_MULTIPLE,
-    Row,
-    budget_batches,
-    collate,
-    collate_packed,
-    packed_batches,
-)
+from curator.data.inputs import padded_width
+from curator.scoring.batching import PAD_MULTIPLE, RowInfo, budget_batches, make_model_batch, packed_batches
 from curator.scoring.outputs import SCORE_COLUMNS, content_types_of
-from curator.scoring.runner import _halves, score_corpus
+from curator.scoring.runner import score_corpus
+from curator.tasks.trained import load_trained
+
+
+def Row(index, id, path, ids):
+    return RowInfo(index, id, path, ids=ids)
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +180,8 @@ def test_token_budget_batches():
         lengths = [len(r.ids) for r in b]
         assert lengths == sorted(lengths, reverse=True)
         assert len(b) * padded_width(lengths[0], PAD_MULTIPLE, 512) <= budget
-        input_ids, mask = collate(b, pad_id=0, max_length=512)
-        assert input_ids.shape[1] % 8 == 0 and mask.sum().item() == sum(lengths)
+        batch = make_model_batch(0, b, packed=False, pad_id=0, max_length=512)
+        assert batch.input_ids.shape[1] % 8 == 0 and batch.attention_mask.sum().item() == sum(lengths)
     # A file longer than the whole budget still goes through, alone.
     assert [len(b) for b in budget_batches([Row(0, "0", None, ids=[1] * 500)], 100, 512)] == [1]
 
@@ -200,27 +197,29 @@ def test_packed_batches_hold_every_row_within_the_budget():
     assert sorted(r.index for b in batches for r in b) == list(range(301))
     for b in batches:
         assert len(b) == 1 or sum(len(r.ids) for r in b) <= 500
-        ids, cu = collate_packed(b)
+        want = [r.ids for r in b]
+        batch = make_model_batch(0, b, packed=True, pad_id=0, max_length=512)
+        ids, cu = batch.input_ids, batch.cu_seqlens
         assert cu.dtype == ids.dtype == torch.int32 and cu[0] == 0 and cu[-1] == len(ids)
-        for j, r in enumerate(b):
-            assert ids[cu[j] : cu[j + 1]].tolist() == r.ids
+        for j, w in enumerate(want):
+            assert ids[cu[j] : cu[j + 1]].tolist() == w
 
 
 def test_a_batch_that_does_not_fit_is_halved_by_files():
-    rows = [Row(i, str(i), None, ids=list(range(1, 2 + i))) for i in range(5)]
-    meta = [r.meta() for r in rows]
-    ids, cu = collate_packed(rows)
-    a, b = _halves({"meta": meta, "input_ids": ids, "cu_seqlens": cu})
-    assert a["meta"] == meta[:2] and b["meta"] == meta[2:]
-    for half, part in ((a, rows[:2]), (b, rows[2:])):
-        want_ids, want_cu = collate_packed(part)
-        assert torch.equal(half["input_ids"], want_ids) and torch.equal(half["cu_seqlens"], want_cu)
-    padded, mask = collate(rows, pad_id=0, max_length=64)
-    a, b = _halves({"meta": meta, "input_ids": padded, "attention_mask": mask})
-    assert (
-        a["meta"] == meta[:2]
-        and torch.equal(b["input_ids"], padded[2:])
-        and torch.equal(a["attention_mask"], mask[:2])
+    def rows():
+        return [Row(i, str(i), None, ids=list(range(1, 2 + i))) for i in range(5)]
+
+    packed = make_model_batch(0, rows(), packed=True, pad_id=0, max_length=64)
+    a, b = packed.halves()
+    assert [r.index for r in a.rows] == [0, 1] and [r.index for r in b.rows] == [2, 3, 4]
+    for half, part in ((a, rows()[:2]), (b, rows()[2:])):
+        want = make_model_batch(0, part, packed=True, pad_id=0, max_length=64)
+        assert torch.equal(half.input_ids, want.input_ids) and torch.equal(half.cu_seqlens, want.cu_seqlens)
+    padded = make_model_batch(0, rows(), packed=False, pad_id=0, max_length=64)
+    a, b = padded.halves()
+    assert [r.index for r in a.rows] == [0, 1]
+    assert torch.equal(b.input_ids, padded.input_ids[2:]) and torch.equal(
+        a.attention_mask, padded.attention_mask[:2]
     )
 
 
@@ -369,7 +368,7 @@ def test_workers_do_not_deadlock_when_tokenizer_parallelism_is_on(ckpt, tmp_path
     # TOKENIZERS_PARALLELISM=true is set; scoring must finish anyway.
     corpus = make_corpus(tmp_path / "corpus", shards=2, rows=40)
     script = (
-        "import sys; from curator.models.trained import load_trained; from curator.scoring.runner import score_corpus\n"
+        "import sys; from curator.tasks.trained import load_trained; from curator.scoring.runner import score_corpus\n"
         "t = load_trained(sys.argv[1])\n"
         "t.tokenizer(['def f(x):\\n    return x * 2\\n' * 200] * 256)\n"
         "s = score_corpus(t, sys.argv[2], sys.argv[3], num_workers=2, device='cpu', progress=False)\n"

@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from curator.labels import LABEL_SETS  # noqa: E402
 from curator.models.classifier import CuratorClassifier  # noqa: E402
-from curator.models.trained import TrainedModel  # noqa: E402
+from curator.tasks.trained import TrainedModel  # noqa: E402
 
 UNIXCODER = dict(
     vocab_size=51416,
@@ -227,7 +227,8 @@ def score_curator(
 
 def agreement(model, tok, texts, max_length, dev, n=256):
     """Packed bf16 scores against an fp32 padded reference on the same files."""
-    from curator.models.packed import PackedClassifier, pack
+    from curator.data.inputs import pack
+    from curator.models.packed import PackedClassifier
 
     ids = tok(texts[:n], truncation=True, max_length=max_length)["input_ids"]
     ref_q, ref_s, ref_c, got_q, got_s, got_c = [], [], [], [], [], []
@@ -276,6 +277,7 @@ _ENCODED: dict = {}
 def train_examples(tok_dir, texts, max_length):
     """Tokenized training rows (curator's encode_rows, which tokenizes each file's head), once per max_length."""
     from curator.data.batching import encode_rows
+    from curator.data.inputs import InputEncoder
 
     if max_length not in _ENCODED:
         rng = random.Random(0)
@@ -283,7 +285,7 @@ def train_examples(tok_dir, texts, max_length):
                  "structured_data": rng.randint(0, 3), "content_type": rng.choice(LABEL_SETS["full"].classes)}
                 for i, t in enumerate(texts)]  # fmt: skip
         tok = PreTrainedTokenizerFast.from_pretrained(tok_dir)
-        _ENCODED[max_length] = encode_rows(rows, tok, max_length, LABEL_SETS["full"])
+        _ENCODED[max_length] = encode_rows(rows, InputEncoder(tok, max_length), LABEL_SETS["full"])[0]
     return _ENCODED[max_length]
 
 
@@ -312,8 +314,7 @@ def train_throughput(
     build them, and the encoder runs on real tokens with Flash Attention (`model.packed=true`). Lightning's own per-step work is left out
     (train_cli_bench.py has it).
     """
-    from curator.data.batching import length_grouped, pad_batch
-    from curator.models.packed import pack
+    from curator.data.batching import length_grouped, make_batch
     from curator.tasks.module import CuratorTask
 
     task = CuratorTask(encoder="unixcoder-shaped", tokenizer=str(tok_dir), encoder_config=encoder_config(),
@@ -337,7 +338,7 @@ def train_throughput(
     if recipe == "seed":
         batches = []
         for i in range(0, len(examples) - batch_size + 1, batch_size):
-            b = pad_batch(examples[i : i + batch_size], pad)
+            b = make_batch(examples[i : i + batch_size], pad)
             extra = max_length - b["input_ids"].shape[1]  # the seed pads every batch to max_length
             b["input_ids"] = F.pad(b["input_ids"], (0, extra), value=pad)
             b["attention_mask"] = F.pad(b["attention_mask"], (0, extra), value=0)
@@ -345,10 +346,8 @@ def train_throughput(
     else:
         batches = []
         for group in length_grouped(examples, batch_size, 64, rng):
-            b = pad_batch(group, pad, multiple_of, max_length)
-            if packed:  # as the DataModule's workers pack them with data.packed=true
-                b["packed_input_ids"], b["cu_seqlens"], _ = pack([e["input_ids"] for e in group])
-            batches.append(b)
+            # packed: as the DataModule's workers pack them with data.packed=true
+            batches.append(make_batch(group, pad, packed, multiple_of, max_length))
     batches = [{k: v.pin_memory() if dev == "cuda" and torch.is_tensor(v) else v for k, v in b.items()}
                for b in batches[:steps]]  # fmt: skip
     autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda")

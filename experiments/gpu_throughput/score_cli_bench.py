@@ -19,10 +19,10 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, "src")
+from curator.hub import resolve_model_path
 from curator.models import CuratorClassifier, build_encoder
-from curator.models.encoder import resolve_encoder_path
 
-tok = resolve_encoder_path("minilm")
+tok = resolve_model_path("minilm")
 work = Path("/tmp/bench")
 work.mkdir(exist_ok=True)
 files = sorted(glob.glob(f"{os.path.dirname(torch.__file__)}/../**/*.py", recursive=True))

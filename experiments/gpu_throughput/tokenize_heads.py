@@ -3,7 +3,8 @@
     TOKENIZERS_PARALLELISM=false python experiments/gpu_throughput/tokenize_heads.py [--tokenizer minilm]
 
 Reads every file of data/sample, tokenizes it with truncation to max_length whole and cut to a head of
-HEAD_CHARS_PER_TOKEN x max_length characters (through `encode_rows`, which re-tokenizes short heads whole),
+HEAD_CHARS_PER_TOKEN x max_length characters (through `curator.data.inputs.InputEncoder`, which doubles heads
+that hold too few tokens),
 and prints both times and how many files got the same token ids.
 """
 
@@ -15,9 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from curator.data.batching import HEAD_CHARS_PER_TOKEN, encode_rows
-from curator.labels import get_label_set
-from curator.models import build_tokenizer
+from curator.data.inputs import HEAD_CHARS_PER_TOKEN, InputEncoder, build_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,10 +29,6 @@ def main() -> None:
     texts = []
     for f in sorted((REPO / "data" / "sample").glob("*/*.parquet")):
         texts += pq.read_table(f, columns=["content"]).column("content").to_pylist()
-    rows = [
-        {"id": str(i), "content": t, "quality": 3, "structured_data": 0, "content_type": "library"}
-        for i, t in enumerate(texts)
-    ]
     tok = build_tokenizer(args.tokenizer)
     print(
         f"{len(texts)} files, {sum(map(len, texts)) / 1e6:.1f}M characters, head = {HEAD_CHARS_PER_TOKEN} x max_length"
@@ -45,7 +40,7 @@ def main() -> None:
         whole = tok(texts, truncation=True, max_length=L)["input_ids"]
         t_whole = time.perf_counter() - t
         t = time.perf_counter()
-        heads = [e["input_ids"] for e in encode_rows(rows, tok, L, get_label_set("full"))]
+        heads = [x.ids for x in InputEncoder(tok, L).encode(texts)]
         t_heads = time.perf_counter() - t
         same = sum(a == b for a, b in zip(whole, heads, strict=True))
         print(f"| {L} | {t_whole:.2f} | {t_heads:.2f} | {t_whole / t_heads:.1f}x | {same} of {len(texts)} |")

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "experiments" / "gpu_throughput"))
 
 import bench  # noqa: E402  (the sample loader, corpus writer and tokenizer trainer of the throughput study)
 
-from curator.models.trained import load_trained  # noqa: E402
+from curator.tasks.trained import load_trained  # noqa: E402
 
 
 def build_checkpoint(work: Path, smoke: bool, dev: str) -> Path:

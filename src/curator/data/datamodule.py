@@ -25,11 +25,10 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from curator.data.batching import CONTENT_TYPE, encode_rows, length_grouped, pad_batch
+from curator.data.batching import CONTENT_TYPE, encode_rows, length_grouped, make_batch
+from curator.data.inputs import InputEncoder, build_tokenizer
 from curator.data.shards import labeled_files
 from curator.labels import QUALITY, STRUCTURED_DATA, get_label_set
-from curator.models import build_tokenizer
-from curator.models.packed import pack
 
 # The tokenizer runs inside dataloader workers; its own thread pool would fight them for cores (and warn
 # after a fork).
@@ -60,6 +59,11 @@ def local_units(files: list[Path], split: str, unit_rows: int) -> list[Unit]:
     units = []
     for path in files:
         pf = pq.ParquetFile(path)
+        # The labeled-shard contract, checked once per file before any worker reads it; the split may also
+        # come from the folder.
+        missing = [c for c in READ_COLUMNS if c != "split" and c not in pf.schema_arrow.names]
+        if missing:
+            raise ValueError(f"{path} is not a labeled shard: missing columns {missing}")
         has_split = "split" in pf.schema_arrow.names
         if not has_split and path.parent.name != split:
             raise ValueError(
@@ -115,6 +119,7 @@ class LabeledStream(IterableDataset):
         batches_per_epoch: int | None = None,
         pad_to_multiple_of: int = 1,
         packed: bool = False,
+        code_markers: bool = False,
     ):
         if pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be 1 or more, got {pad_to_multiple_of}")
@@ -122,6 +127,7 @@ class LabeledStream(IterableDataset):
             raise ValueError("give either local units or a datasets IterableDataset")
         self.split = split
         self.tokenizer = tokenizer
+        self.encoder = InputEncoder(tokenizer, max_length, code_markers=code_markers)
         self.label_set = get_label_set(label_set)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -189,7 +195,14 @@ class LabeledStream(IterableDataset):
             for rows in self._row_chunks(i):
                 if rng is not None:
                     rng.shuffle(rows)
-                yield from encode_rows(rows, self.tokenizer, self.max_length, self.label_set)
+                examples, errors = encode_rows(rows, self.encoder, self.label_set)
+                if errors:
+                    warnings.warn(
+                        f"{len(errors)} labeled rows have no model input and are left out: "
+                        f"{sorted(set(errors.values()))[:3]}",
+                        stacklevel=2,
+                    )
+                yield from examples
 
     def batches(self, worker: int, num_workers: int):
         if num_workers != self.num_workers:
@@ -210,14 +223,7 @@ class LabeledStream(IterableDataset):
             for batch in length_grouped(examples, self.batch_size, self.buffer_batches, rng):
                 if target is not None and produced == target:
                     return
-                padded = pad_batch(batch, pad_id, self.pad_to_multiple_of, self.max_length)
-                if self.packed:
-                    # Packed here, in the worker, so that the tensors get pinned and the step never asks the
-                    # GPU for the lengths (which would make the host wait for it).
-                    padded["packed_input_ids"], padded["cu_seqlens"], _ = pack(
-                        [e["input_ids"] for e in batch]
-                    )
-                yield padded
+                yield make_batch(batch, pad_id, self.packed, self.pad_to_multiple_of, self.max_length)
                 produced += 1
             if target is None or produced >= target or produced == 0:
                 return
@@ -260,6 +266,7 @@ class CuratorDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         pad_to_multiple_of: int = 1,
         packed: bool = False,
+        code_markers: bool = False,
         seed: int = 0,
     ):
         super().__init__()
@@ -273,7 +280,7 @@ class CuratorDataModule(L.LightningDataModule):
     def stream(self, split: str, train: bool = False) -> LabeledStream:
         hp = self.hparams
         if self.tokenizer is None:
-            self.tokenizer = build_tokenizer(hp.tokenizer)
+            self.tokenizer = build_tokenizer(hp.tokenizer, hp.code_markers)
         rank, world_size = self._rank()
         common = dict(
             split=split,
@@ -288,6 +295,7 @@ class CuratorDataModule(L.LightningDataModule):
             buffer_batches=hp.buffer_batches,
             pad_to_multiple_of=hp.pad_to_multiple_of,
             packed=hp.packed,
+            code_markers=hp.code_markers,
             seed=hp.seed,
         )
         if _is_local(hp.root):

@@ -62,8 +62,10 @@ def split_for_repo(repo: str, fractions: dict[str, float] = DEFAULT_SPLIT_FRACTI
     return SPLITS[-1]
 
 
-def check_labeled_table(table: pa.Table, where: str = "table") -> None:
-    missing = [c for c in LABELED_COLUMNS if c not in table.column_names]
+def check_labeled_table(table: pa.Table | pa.Schema, where: str = "table") -> None:
+    """Raise a clear error if a table (or a file's schema) lacks a column of the labeled-shard contract."""
+    names = table.names if isinstance(table, pa.Schema) else table.column_names
+    missing = [c for c in LABELED_COLUMNS if c not in names]
     if missing:
         raise ValueError(f"{where} is not a labeled shard: missing columns {missing}")
 

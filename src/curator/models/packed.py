@@ -17,9 +17,7 @@ The weights are the encoder's own (shared, not copied), so a trained checkpoint 
 
 from __future__ import annotations
 
-import itertools
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -185,25 +183,3 @@ def packed_forward(
     else:
         pooled = packed_pool(encoder(input_ids, cu_seqlens, max_seqlen), cu_seqlens, classifier.pooling)
     return classifier.heads(pooled)
-
-
-def unpad(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """A right-padded batch as packed input: (input_ids (total,), cu_seqlens (n+1,) int32, max_seqlen).
-
-    max_seqlen is the padded width, an upper bound that needs no device-to-host copy.
-    """
-    mask = attention_mask.bool()
-    lengths = mask.sum(1, dtype=torch.int32)
-    cu_seqlens = F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
-    return input_ids[mask], cu_seqlens, input_ids.shape[1]
-
-
-def pack(sequences: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Token id lists -> (input_ids (total,) int32, cu_seqlens (n+1,) int32, max_seqlen): the files' tokens
-    end to end and where each starts."""
-    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
-    cu = np.zeros(len(sequences) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=cu[1:])
-    ids = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int32, count=int(cu[-1]))
-    max_seqlen = int(lengths.max()) if len(sequences) else 0
-    return torch.from_numpy(ids).to(device), torch.from_numpy(cu).to(device), max_seqlen

@@ -1,28 +1,29 @@
-"""From input rows to model batches: content checks, tokenization, length sorting and token-budget batching.
+"""From corpus rows to model batches for scoring: the model input of `curator.data.inputs`, length sorting and
+token-budget batching, in DataLoader worker processes so that tokenizing overlaps the model.
 
-This runs in DataLoader worker processes, so tokenization overlaps the model. Rows are read a window at a
-time (e.g. 4096 files), sorted by token count within the window, and cut into batches within a token budget.
-For the padded forward the budget bounds files x longest file (rounded up to a multiple of 8): short files
-travel in large batches, long files in small ones, and little compute is spent on padding. For the packed
-forward the workers pack the batch themselves (one row of real tokens and the offsets where files start), so
-the budget bounds real tokens and the main process only copies the batch to the GPU. Every item carries the
-rows' positions within their part, so that the writer restores the input order.
+Rows are read a window at a time (e.g. 1024 files), sorted by token count within the window, and cut into
+batches within a token budget. For the padded forward the budget bounds files x longest file (rounded up to a
+multiple of 8): short files travel in large batches, long files in small ones. For the packed forward the
+workers pack the batch themselves, so the budget bounds real tokens and the main process only copies the batch
+to the GPU. Every row keeps its position within its part, so that the writer restores the input order.
 
-A row that cannot be scored (null, binary, not UTF-8, unreadable) is not an exception: it travels in an item of
-its own with its reason in `error`.
+What a worker hands the runner, one typed item at a time:
+- `ModelBatch`: rows with model input and their tensors (padded, or packed when the forward is packed);
+- `ErrorRows`: rows that cannot be scored (null, binary, not UTF-8, unreadable), each with its reason;
+- `PartDone`: a part was read to its end (how many rows);
+- `PartFailed`: a part could not be read (its output is not written, so a re-run tries it again).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curator.data.batching import HEAD_CHARS_PER_TOKEN, pad_sequences, padded_width
-from curator.models.packed import pack
+from curator.data.inputs import InputEncoder, pack, pad, padded_width
 from curator.scoring.sources import Shard, iter_rows
 
 PAD_MULTIPLE = 8  # tensor cores like multiples of 8; the extra padding counts against the budget
@@ -43,105 +44,99 @@ class Part:
 
 
 @dataclass
-class Row:
+class RowInfo:
+    """One corpus row on its way to a score row: where it came from and what the model saw of it."""
+
     index: int  # row number within the shard (the runner subtracts the part's start)
     id: str
     path: str | None
-    ids: list[int] | None = None  # model input with special tokens, truncated to max_length
-    num_tokens: int | None = None  # content tokens before truncation, special tokens not counted
-    estimated: bool = False  # num_tokens extrapolated from a character-truncated head
-    truncated: bool = False  # the model did not see the whole file
+    num_tokens: int | None = None  # content tokens of the whole file (see curator.data.inputs)
+    estimated: bool = False
+    truncated: bool = False
     error: str | None = None
-
-    def meta(self) -> tuple:
-        return (self.index, self.id, self.path, self.num_tokens, self.estimated, self.truncated, self.error)
+    ids: list[int] | None = field(default=None, repr=False)  # model input; dropped once batched
 
 
-def text_of(content, max_chars: int) -> tuple[str | None, str | None]:
-    """(the content as text, error): None and a reason for what cannot be scored. Never raises."""
-    if content is None:
-        return None, "null content"
-    if isinstance(content, (bytes, bytearray, memoryview)):
-        raw = bytes(content)
-        if b"\x00" in raw[: max_chars * 4]:
-            return None, "binary content (NUL bytes)"
-        try:
-            content = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            return None, f"not valid UTF-8 (byte {e.start})"
-    if not isinstance(content, str):
-        return None, f"content is not text ({type(content).__name__})"
-    # As git decides: a NUL among the first characters makes a file binary. Only the head is searched, so a
-    # 100 MB file costs no more than a small one.
-    if "\x00" in content[:max_chars]:
-        return None, "binary content (NUL bytes)"
-    return content, None
+@dataclass
+class ModelBatch:
+    part: int
+    rows: list[RowInfo]
+    input_ids: torch.Tensor  # (files, width) padded, or (tokens,) packed
+    attention_mask: torch.Tensor | None = None  # padded batches
+    cu_seqlens: torch.Tensor | None = None  # packed batches: where each file starts, and the end
+
+    @property
+    def tokens(self) -> int:
+        """Real (non-padding) tokens."""
+        return int(self.cu_seqlens[-1]) if self.cu_seqlens is not None else int(self.attention_mask.sum())
+
+    def pin_memory(self) -> ModelBatch:
+        # The DataLoader calls this on each item when pin_memory=True: pinned tensors copy to the GPU
+        # without making the host wait.
+        pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
+        return ModelBatch(
+            self.part, self.rows, pin(self.input_ids), pin(self.attention_mask), pin(self.cu_seqlens)
+        )
+
+    def halves(self) -> list[ModelBatch]:
+        """The batch split in two by files (for a retry after running out of GPU memory)."""
+        h = len(self.rows) // 2
+        if self.cu_seqlens is None:
+            return [
+                ModelBatch(self.part, self.rows[a:b], self.input_ids[a:b], self.attention_mask[a:b])
+                for a, b in ((0, h), (h, None))
+            ]
+        cu, ids = self.cu_seqlens, self.input_ids
+        mid = int(cu[h])
+        return [
+            ModelBatch(self.part, self.rows[:h], ids[:mid], cu_seqlens=cu[: h + 1]),
+            ModelBatch(self.part, self.rows[h:], ids[mid:], cu_seqlens=cu[h:] - mid),
+        ]
 
 
-class Tokenize:
-    """Turns content into model input: `prefix + content tokens[:room] + suffix`, as the training tokenizer
-    does with truncation, while counting the content tokens before truncation.
-
-    Tokenizing a 100 MB file costs seconds and the model sees only max_length tokens, so only a head of
-    max_chars characters (default 6 x max_length; code runs about 3 characters a token) is tokenized; the count
-    of a longer file is extrapolated from the head's characters per token and marked as estimated. A head that
-    holds fewer tokens than the model takes (blanks, or long runs a tokenizer folds away) is doubled until it
-    does, up to 64 x max_chars, so that the model sees what training showed it.
-    """
-
-    def __init__(self, tokenizer, max_length: int, max_chars: int | None = None):
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.max_chars = max_chars or max_length * HEAD_CHARS_PER_TOKEN
-        # Where the special tokens go, learnt from the tokenizer itself ([CLS] x [SEP], <s> x </s>, ...).
-        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-        full = tokenizer("a", add_special_tokens=True)["input_ids"]
-        at = next(i for i in range(len(full)) if full[i : i + len(plain)] == plain)
-        self.prefix, self.suffix = full[:at], full[at + len(plain) :]
-        self.room = max_length - len(self.prefix) - len(self.suffix)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    def _encode(self, texts: list[str]) -> list[list[int] | str]:
-        try:
-            return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
-        except Exception:  # one odd text must not cost its window: retry one by one
-            out = []
-            for t in texts:
-                try:
-                    out.append(self.tokenizer([t], add_special_tokens=False, verbose=False)["input_ids"][0])
-                except Exception as e:
-                    out.append(f"tokenizer failed: {type(e).__name__}: {str(e)[:200]}")
-            return out
-
-    def rows(self, raw_rows: list[dict], first_index: int, id_prefix: str) -> list[Row]:
-        rows, texts, todo = [], [], []
-        for i, raw in enumerate(raw_rows, first_index):
-            row_id = raw.get("id")
-            row = Row(i, f"{id_prefix}{i}" if row_id is None else str(row_id), raw.get("max_stars_repo_path"))
-            text, row.error = text_of(raw.get("content"), self.max_chars)
-            row.error = raw.get("_error") or row.error
-            if row.error is None:
-                texts.append(text[: self.max_chars])
-                todo.append((row, text))
-            rows.append(row)
-        for (row, text), ids in zip(todo, self._encode(texts) if texts else [], strict=True):
-            head = min(len(text), self.max_chars)
-            while (
-                isinstance(ids, list) and len(ids) < self.room and head < min(len(text), 64 * self.max_chars)
-            ):
-                head = min(len(text), 2 * head)
-                ids = self._encode([text[:head]])[0]
-            if isinstance(ids, str):
-                row.error = ids
-                continue
-            row.estimated = head < len(text)
-            row.num_tokens = round(len(ids) * len(text) / head) if row.estimated else len(ids)
-            row.truncated = row.estimated or len(ids) > self.room
-            row.ids = self.prefix + ids[: self.room] + self.suffix
-        return rows
+@dataclass
+class ErrorRows:
+    part: int
+    rows: list[RowInfo]
 
 
-def budget_batches(rows: list[Row], tokens_per_batch: int, max_length: int) -> Iterator[list[Row]]:
+@dataclass
+class PartDone:
+    part: int
+    rows_read: int
+
+
+@dataclass
+class PartFailed:
+    part: int
+    reason: str
+
+
+def encode_rows(
+    encoder: InputEncoder, raw_rows: list[dict], first_index: int, id_prefix: str
+) -> list[RowInfo]:
+    """RowInfos with model input for raw corpus rows; a row without an id gets `<id_prefix><row number>`."""
+    rows = []
+    for i, (raw, x) in enumerate(
+        zip(raw_rows, encoder.encode([r.get("content") for r in raw_rows]), strict=True)
+    ):
+        row_id = raw.get("id")
+        rows.append(
+            RowInfo(
+                index=first_index + i,
+                id=f"{id_prefix}{first_index + i}" if row_id is None else str(row_id),
+                path=raw.get("max_stars_repo_path"),
+                num_tokens=x.num_tokens,
+                estimated=x.estimated,
+                truncated=x.truncated,
+                error=raw.get("_error") or x.error,
+                ids=x.ids,
+            )
+        )
+    return rows
+
+
+def budget_batches(rows: list[RowInfo], tokens_per_batch: int, max_length: int) -> Iterator[list[RowInfo]]:
     """Rows sorted longest first, cut greedily so that len(batch) * padded longest <= tokens_per_batch.
 
     A file longer than the budget still goes through, alone in its batch.
@@ -155,14 +150,14 @@ def budget_batches(rows: list[Row], tokens_per_batch: int, max_length: int) -> I
         i += n
 
 
-def packed_batches(rows: list[Row], tokens_per_batch: int) -> Iterator[list[Row]]:
+def packed_batches(rows: list[RowInfo], tokens_per_batch: int) -> Iterator[list[RowInfo]]:
     """Rows sorted longest first, cut greedily so that the real tokens of a batch stay within tokens_per_batch.
 
     Sorting is not needed for packing itself; it keeps batch sizes even, so the last batch of a window is not
     a handful of long files.
     """
     rows = sorted(rows, key=lambda r: len(r.ids), reverse=True)
-    batch: list[Row] = []
+    batch: list[RowInfo] = []
     total = 0
     for r in rows:
         if batch and total + len(r.ids) > tokens_per_batch:
@@ -174,60 +169,59 @@ def packed_batches(rows: list[Row], tokens_per_batch: int) -> Iterator[list[Row]
         yield batch
 
 
-def collate_packed(rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids (total,) int32, cu_seqlens (n+1,) int32) of a packed batch."""
-    input_ids, cu_seqlens, _ = pack([r.ids for r in rows])
-    return input_ids, cu_seqlens
+def make_model_batch(
+    part: int, rows: list[RowInfo], packed: bool, pad_id: int, max_length: int
+) -> ModelBatch:
+    sequences = [r.ids for r in rows]
+    for r in rows:
+        r.ids = None  # the tensors carry them now; the rows travel on as metadata only
+    if packed:
+        input_ids, cu_seqlens, _ = pack(sequences)
+        return ModelBatch(part, rows, input_ids, cu_seqlens=cu_seqlens)
+    width = padded_width(max(map(len, sequences)), PAD_MULTIPLE, max_length)
+    input_ids, attention_mask = pad(sequences, pad_id, width)
+    return ModelBatch(part, rows, input_ids, attention_mask=attention_mask)
 
 
-def collate(rows: list[Row], pad_id: int, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = padded_width(max(len(r.ids) for r in rows), PAD_MULTIPLE, max_length)
-    return pad_sequences([r.ids for r in rows], pad_id, width)
-
-
-def part_items(
-    part: Part, tok: Tokenize, window: int, tokens_per_batch: int, packed: bool = False
-) -> Iterator[dict]:
-    """Items for one part: model batches, items of error rows, and a closing item with the rows read.
-
-    A batch item holds `input_ids` and `attention_mask` (padded), or `input_ids` and `cu_seqlens` (packed).
-    """
+def part_items(k: int, part: Part, encoder: InputEncoder, window: int, tokens_per_batch: int, packed: bool):
+    """The items of part number k: model batches and error rows, then `PartDone`."""
     raw = iter_rows(part.shard, part.start, part.stop)
     id_prefix = f"{part.shard.language}/{part.shard.stem}#"
     n = 0
     while chunk := list(itertools.islice(raw, window)):
-        rows = tok.rows(chunk, part.start + n, id_prefix)
+        rows = encode_rows(encoder, chunk, part.start + n, id_prefix)
         n += len(chunk)
         failed = [r for r in rows if r.error is not None]
         if failed:
-            yield {"meta": [r.meta() for r in failed], "input_ids": None, "attention_mask": None}
+            yield ErrorRows(k, failed)
         good = [r for r in rows if r.error is None]
-        if packed:
-            for batch in packed_batches(good, tokens_per_batch):
-                input_ids, cu_seqlens = collate_packed(batch)
-                yield {"meta": [r.meta() for r in batch], "input_ids": input_ids, "cu_seqlens": cu_seqlens}
-            continue
-        for batch in budget_batches(good, tokens_per_batch, tok.max_length):
-            input_ids, attention_mask = collate(batch, tok.pad_id, tok.max_length)
-            yield {
-                "meta": [r.meta() for r in batch],
-                "input_ids": input_ids,
-                "attention_mask": attention_mask,
-            }
-    yield {"done": n}
+        batches = (
+            packed_batches(good, tokens_per_batch)
+            if packed
+            else budget_batches(good, tokens_per_batch, encoder.max_length)
+        )
+        for batch in batches:
+            yield make_model_batch(k, batch, packed, encoder.pad_id, encoder.max_length)
+    yield PartDone(k, n)
 
 
 class ScoreDataset(IterableDataset):
-    """Items for a list of parts; DataLoader worker w takes parts w, w+W, w+2W, ...
-
-    Each item names its part by its index in `parts`. A part that cannot be read yields a `failed` item
-    instead of stopping the run: its output is not written, so a re-run tries it again.
-    """
+    """Items for a list of parts; DataLoader worker w takes parts w, w+W, w+2W, ..."""
 
     def __init__(
-        self, parts: list[Part], tok: Tokenize, window: int, tokens_per_batch: int, packed: bool = False
+        self,
+        parts: list[Part],
+        encoder: InputEncoder,
+        window: int,
+        tokens_per_batch: int,
+        packed: bool = False,
     ):
-        self.parts, self.tok, self.window, self.tokens_per_batch = parts, tok, window, tokens_per_batch
+        self.parts, self.encoder, self.window, self.tokens_per_batch = (
+            parts,
+            encoder,
+            window,
+            tokens_per_batch,
+        )
         self.packed = packed
 
     def __iter__(self):
@@ -235,12 +229,11 @@ class ScoreDataset(IterableDataset):
         wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
         for k in range(wid, len(self.parts), nworkers):
             try:
-                for item in part_items(
-                    self.parts[k], self.tok, self.window, self.tokens_per_batch, self.packed
-                ):
-                    yield {"part": k, **item}
+                yield from part_items(
+                    k, self.parts[k], self.encoder, self.window, self.tokens_per_batch, self.packed
+                )
             except Exception as e:
-                yield {"part": k, "failed": f"{type(e).__name__}: {e}"}
+                yield PartFailed(k, f"{type(e).__name__}: {e}")
 
 
 def keep_as_is(item):

@@ -83,17 +83,22 @@ def remove_leftovers(out: Path, shard: Shard) -> None:
 
 def build_table(
     language: str,
-    meta: list[tuple],
+    rows: list,
     quality: np.ndarray,
     structured_data: np.ndarray,
     probs: np.ndarray,
     classes: tuple[str, ...],
 ) -> pa.Table:
-    """A score table from per-row metadata tuples (as Row.meta() makes them, in row order) and model outputs.
+    """A score table from the rows (`curator.scoring.batching.RowInfo`, in row order) and model outputs.
 
     Rows with an error carry nulls for every score.
     """
-    _, ids, paths, num_tokens, estimated, truncated, errors = zip(*meta, strict=True) if meta else ([],) * 7
+    ids = [r.id for r in rows]
+    paths = [r.path for r in rows]
+    num_tokens = [r.num_tokens for r in rows]
+    estimated = [r.estimated for r in rows]
+    truncated = [r.truncated for r in rows]
+    errors = [r.error for r in rows]
     ok = np.array([e is None for e in errors], dtype=bool)
     n, c = len(ids), len(classes)
     names = np.asarray(classes, dtype=object)[probs.argmax(1)] if n else np.array([], dtype=object)

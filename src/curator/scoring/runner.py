@@ -10,6 +10,7 @@ SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID when launched with srun directly.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import time
@@ -25,10 +26,18 @@ import curator
 from curator.data.shards import write_parquet_atomic
 from curator.models.encoder import avoid_cudnn_attention
 from curator.models.packed import PackedClassifier, supports_packing
-from curator.models.trained import TrainedModel, load_trained
 from curator.scoring import outputs
-from curator.scoring.batching import Part, ScoreDataset, Tokenize, keep_as_is
+from curator.scoring.batching import (
+    ErrorRows,
+    ModelBatch,
+    Part,
+    PartDone,
+    PartFailed,
+    ScoreDataset,
+    keep_as_is,
+)
 from curator.scoring.sources import HF_PREFIX, Shard, list_shards, num_rows
+from curator.tasks.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +55,18 @@ class ScoreSummary:
     # Where the main process spent its time: waiting for the workers' next batch (too few workers), waiting for
     # the GPU's scores (the GPU is the limit, as it should be), writing score files; and the start-up time.
     input_wait_s: float = 0.0
+    launch_s: float = 0.0  # queueing each batch's forward (host-side work of the model call)
     gpu_wait_s: float = 0.0
+    place_s: float = 0.0  # putting each batch's scores in place in its part
     write_s: float = 0.0
     first_batch_s: float | None = None
+
+    @property
+    def other_s(self) -> float:
+        """Loop time not in the stages above (bookkeeping, the progress bar)."""
+        return self.seconds - (
+            self.input_wait_s + self.launch_s + self.gpu_wait_s + self.place_s + self.write_s
+        )
 
     @property
     def files_per_s(self) -> float:
@@ -105,17 +123,18 @@ class _Pending:
     def __init__(self, part: Part, num_classes: int):
         n = part.num_rows
         self.part = part
-        self.meta: list[tuple | None] = [None] * n  # Row.meta() of each row, at its position in the part
+        self.rows: list = [None] * n  # the RowInfo of each row, at its position in the part
         self.quality = np.full(n, np.nan, np.float32)
         self.structured_data = np.full(n, np.nan, np.float32)
         self.probs = np.zeros((n, num_classes), np.float32)
         self.received = 0
 
-    def add(self, item: dict, scores: np.ndarray | None) -> None:
-        """Place an item's rows; `scores` holds quality, structured_data and the class probabilities per row."""
-        rows = [m[0] - self.part.start for m in item["meta"]]
-        for m, r in zip(item["meta"], rows, strict=True):
-            self.meta[r] = m
+    def add(self, rows: list, scores: np.ndarray | None) -> None:
+        """Place rows; `scores` holds quality, structured_data and the class probabilities per row."""
+        positions = [r.index - self.part.start for r in rows]
+        for row, at in zip(rows, positions, strict=True):
+            self.rows[at] = row
+        rows = positions
         if scores is not None:
             self.quality[rows], self.structured_data[rows], self.probs[rows] = (
                 scores[:, 0],
@@ -176,47 +195,20 @@ class _Model:
         self.eager_encoder = None
         return out
 
-    def __call__(self, item: dict, max_length: int) -> dict:
+    def __call__(self, batch: ModelBatch, max_length: int) -> dict:
         dev = self.device
         if self.packed is None:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 return self.classifier(
-                    item["input_ids"].to(dev, non_blocking=True),
-                    item["attention_mask"].to(dev, non_blocking=True),
+                    batch.input_ids.to(dev, non_blocking=True),
+                    batch.attention_mask.to(dev, non_blocking=True),
                 )
-        cu_seqlens = item["cu_seqlens"]
+        cu_seqlens = batch.cu_seqlens
         # The kernel takes max_seqlen as a bound; a constant one keeps a compiled graph from recompiling.
         bound = max_length if dev.type == "cuda" else int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
         return self._packed(
-            item["input_ids"].to(dev, non_blocking=True), cu_seqlens.to(dev, non_blocking=True), bound
+            batch.input_ids.to(dev, non_blocking=True), cu_seqlens.to(dev, non_blocking=True), bound
         )
-
-
-def batch_tokens(item: dict) -> int:
-    """Real (non-padding) tokens of a batch item, padded or packed."""
-    if "cu_seqlens" in item:
-        return int(item["cu_seqlens"][-1])
-    return int(item["attention_mask"].sum())
-
-
-def _halves(item: dict) -> list[dict]:
-    """A batch item split into two by files (for a retry after running out of GPU memory)."""
-    h = len(item["meta"]) // 2
-    if "cu_seqlens" not in item:
-        return [
-            {
-                "meta": item["meta"][a:b],
-                "input_ids": item["input_ids"][a:b],
-                "attention_mask": item["attention_mask"][a:b],
-            }
-            for a, b in ((0, h), (h, None))
-        ]
-    cu, ids = item["cu_seqlens"], item["input_ids"]
-    mid = int(cu[h])
-    return [
-        {"meta": item["meta"][:h], "input_ids": ids[:mid], "cu_seqlens": cu[: h + 1]},
-        {"meta": item["meta"][h:], "input_ids": ids[mid:], "cu_seqlens": cu[h:] - mid},
-    ]
 
 
 class _Launched:
@@ -252,13 +244,13 @@ class _Joined:
         return np.concatenate([p.result() for p in self.pieces])
 
 
-def _launch(model: _Model, item: dict, max_length: int):
+def _launch(model: _Model, batch: ModelBatch, max_length: int):
     """Start the forward of a batch; `.result()` gives files x (quality, structured_data, class probabilities).
 
     A GPU out-of-memory error halves the batch instead of ending the run.
     """
     try:
-        out = model(item, max_length)
+        out = model(batch, max_length)
         probs = torch.softmax(out["content_type"].float(), dim=-1)
         # One device-to-host copy per batch rather than one per head.
         scores = torch.cat(
@@ -266,11 +258,11 @@ def _launch(model: _Model, item: dict, max_length: int):
         )
         return _Launched(scores)
     except torch.OutOfMemoryError:
-        if len(item["meta"]) == 1:
+        if len(batch.rows) == 1:
             raise
         with torch.cuda.device(model.device):
             torch.cuda.empty_cache()
-        return _Joined([_launch(model, half, max_length) for half in _halves(item)])
+        return _Joined([_launch(model, half, max_length) for half in batch.halves()])
 
 
 def _plan(shards: list[Shard], out: Path, rows_per_part: int, summary: ScoreSummary):
@@ -315,7 +307,7 @@ def score_corpus(
     *,
     languages: list[str] | None = None,
     tokens_per_batch: int = 65536,
-    window: int = 4096,
+    window: int = 1024,
     num_workers: int | None = None,
     rows_per_part: int = 50_000,
     max_chars: int | None = None,
@@ -384,14 +376,21 @@ def score_corpus(
     # After the fingerprint: the packed path may turn the encoder's weights to bf16.
     forward = _Model(trained.model, dev, packed, compile)
     log.info("forward: %s", forward.description)
-    tok = Tokenize(trained.tokenizer, trained.max_length, max_chars)
+    encoder = trained.input_encoder(max_chars)
+    loader_options = {}
+    if "in_order" in inspect.signature(DataLoader).parameters:
+        # Items as the workers finish them, not worker by worker: a worker tokenizing its next window would
+        # otherwise hold up the batches the others have ready. Each item names its part and row positions,
+        # and one worker's items keep their order, so a part's PartDone still comes after its batches.
+        loader_options["in_order"] = False
     loader = DataLoader(
-        ScoreDataset(parts, tok, window, tokens_per_batch, packed=forward.packed is not None),
+        ScoreDataset(parts, encoder, window, tokens_per_batch, packed=forward.packed is not None),
         batch_size=None,
         collate_fn=keep_as_is,
         num_workers=num_workers,
         prefetch_factor=4 if num_workers > 0 else None,
         pin_memory=dev.type == "cuda",
+        **loader_options,
     )
     pending: dict[int, _Pending] = {}
     # One bar per machine (local rank 0): the bars of 8 processes would garble one terminal.
@@ -400,15 +399,18 @@ def score_corpus(
         total=total, unit="file", unit_scale=True, smoothing=0.05, disable=not show, desc=f"score rank {rank}"
     )
     start = time.perf_counter()
-    inflight: tuple[_Pending, dict, object] | None = None  # the batch on the GPU now
+    inflight: tuple[_Pending, ModelBatch, object] | None = None  # the batch on the GPU now
 
     def finish_inflight() -> None:
         nonlocal inflight
         if inflight is not None:
             acc, batch, launched = inflight
             t = time.perf_counter()
-            acc.add(batch, launched.result())
-            summary.gpu_wait_s += time.perf_counter() - t
+            scores = launched.result()
+            t2 = time.perf_counter()
+            acc.add(batch.rows, scores)
+            summary.gpu_wait_s += t2 - t
+            summary.place_s += time.perf_counter() - t2
             inflight = None
 
     with torch.inference_mode():
@@ -417,44 +419,51 @@ def score_corpus(
             summary.input_wait_s += time.perf_counter() - ready
             if summary.first_batch_s is None:
                 summary.first_batch_s = time.perf_counter() - start
-            k = item["part"]
+            k = item.part
             part = parts[k]
-            if "input_ids" not in item:
+            if isinstance(item, (PartDone, PartFailed)):
                 finish_inflight()  # a part's closing (or failing) item must find all of its rows placed
-            if "failed" in item:
+            if isinstance(item, PartFailed):
                 pending.pop(k, None)
-                summary.failed.append(f"{part.path}: {item['failed']}")
+                summary.failed.append(f"{part.path}: {item.reason}")
                 log.error(
-                    "could not score %s rows %d-%d: %s", part.shard.uri, part.start, part.stop, item["failed"]
+                    "could not score %s rows %d-%d: %s", part.shard.uri, part.start, part.stop, item.reason
                 )
-            elif "done" in item:
+            elif isinstance(item, PartDone):
                 acc = pending.pop(k, None) or _Pending(part, len(classes))
-                if item["done"] != part.num_rows or acc.received != part.num_rows:
-                    summary.failed.append(f"{part.path}: expected {part.num_rows} rows, read {item['done']}")
+                if item.rows_read != part.num_rows or acc.received != part.num_rows:
+                    summary.failed.append(
+                        f"{part.path}: expected {part.num_rows} rows, read {item.rows_read}"
+                    )
                     log.error(
-                        "%s: expected %d rows, read %d; not written", part.path, part.num_rows, item["done"]
+                        "%s: expected %d rows, read %d; not written", part.path, part.num_rows, item.rows_read
                     )
                 else:
                     t = time.perf_counter()
                     table = outputs.build_table(
-                        part.shard.language, acc.meta, acc.quality, acc.structured_data, acc.probs, classes
+                        part.shard.language, acc.rows, acc.quality, acc.structured_data, acc.probs, classes
                     )
                     write_parquet_atomic(table, part.path)
                     _maybe_merge(out, multi, part.shard, k)
                     summary.write_s += time.perf_counter() - t
             else:
                 acc = pending.setdefault(k, _Pending(part, len(classes)))
-                if item["input_ids"] is None:  # rows that carry an error have no model input
-                    acc.add(item, None)
+                if isinstance(item, ErrorRows):  # rows that carry an error have no model input
+                    t = time.perf_counter()
+                    acc.add(item.rows, None)
+                    summary.place_s += time.perf_counter() - t
                 else:
+                    t = time.perf_counter()
                     launched = _launch(forward, item, trained.max_length)
+                    summary.launch_s += time.perf_counter() - t
                     finish_inflight()
                     inflight = (acc, item, launched)
-                    summary.tokens += batch_tokens(item)
-                summary.rows_scored += len(item["meta"])
-                bar.update(len(item["meta"]))
-                elapsed = time.perf_counter() - start
-                bar.set_postfix_str(f"{summary.tokens / max(elapsed, 1e-9):,.0f} tok/s", refresh=False)
+                    summary.tokens += item.tokens
+                summary.rows_scored += len(item.rows)
+                bar.update(len(item.rows))
+                if show:
+                    elapsed = time.perf_counter() - start
+                    bar.set_postfix_str(f"{summary.tokens / max(elapsed, 1e-9):,.0f} tok/s", refresh=False)
             ready = time.perf_counter()
         finish_inflight()
     bar.close()

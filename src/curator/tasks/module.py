@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from curator.labels import QUALITY, STRUCTURED_DATA, get_label_set
 from curator.models import CuratorClassifier, build_encoder, max_model_tokens
 from curator.models.encoder import avoid_cudnn_attention
-from curator.models.packed import PackedEncoder, packed_forward, supports_packing, unpad
+from curator.models.packed import PackedEncoder, packed_forward, supports_packing
 from curator.tasks.metrics import CONTENT_TYPE, CuratorMetrics, flatten_for_logging
 
 HEADS = (QUALITY.name, STRUCTURED_DATA.name, CONTENT_TYPE)
@@ -46,6 +46,7 @@ class CuratorTask(L.LightningModule):
         compile_mode: str | None = None,
         packed: bool = False,
         freeze_layers: int = 0,
+        code_markers: bool = False,
     ):
         super().__init__()
         if encoder_config is None:
@@ -105,12 +106,11 @@ class CuratorTask(L.LightningModule):
         if self.packed_encoder is None:
             preds = self(batch["input_ids"], batch["attention_mask"])
         else:
-            # Every layer runs on real tokens, attention in Flash Attention. The DataModule packs the batch when
-            # data.packed is on; a batch from elsewhere is packed here (which waits for the GPU once).
-            if "cu_seqlens" in batch:
-                ids, cu_seqlens = batch["packed_input_ids"], batch["cu_seqlens"]
-            else:
-                ids, cu_seqlens, _ = unpad(batch["input_ids"], batch["attention_mask"])
+            # Every layer runs on real tokens, attention in Flash Attention. The batches come packed by the
+            # DataModule's workers (data.packed follows model.packed in conf/data).
+            if "cu_seqlens" not in batch:
+                raise ValueError("model.packed=true needs packed batches: set data.packed=true")
+            ids, cu_seqlens = batch["packed_input_ids"], batch["cu_seqlens"]
             # max_length rather than the batch's width as the bound on a file's length: a constant keeps a
             # compiled encoder from compiling again for each width (evaluate.py may ask for longer files).
             bound = max(self.hparams.max_length, batch["input_ids"].shape[1])

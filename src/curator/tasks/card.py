@@ -158,7 +158,7 @@ def model_card(
         "## How to use",
         "",
         "```python",
-        "from curator.models.trained import load_trained",
+        "from curator.tasks.trained import load_trained",
         "",
         f'trained = load_trained("{folder}")  # device="cuda" for a GPU',
         "enc = trained.tokenizer(",

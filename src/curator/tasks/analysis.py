@@ -10,7 +10,8 @@ Columns of a prediction table:
 - `quality`, `structured_data`, `content_type`: the labels; `content_type` in the model's label set.
 - `pred_quality`, `pred_structured_data`: raw regression scores; `pred_content_type`: the argmax class.
 - `content_type_probs`: softmax over the label set's classes, in their order.
-- `num_tokens`, `truncated`: what the model saw.
+- `num_tokens`, `truncated`: the file's content tokens and whether the model saw less than all of it, as in
+  score files; `error`: why a file has no prediction (null or binary content), else None.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import torch
 
-from curator.data.batching import CONTENT_TYPE, encode_rows, length_grouped, pad_batch
+from curator.data.batching import CONTENT_TYPE, encode_rows, length_grouped, make_batch
 from curator.data.shards import labeled_files
 from curator.labels import LABEL_SETS, ORDINAL_HEADS, OrdinalHead
-from curator.models.trained import load_trained
 from curator.tasks.metrics import classification_report, evaluate, ordinal_report
+from curator.tasks.trained import load_trained
 
 FILE_COLUMNS = ["id", "language", "repo", "path", "content"]
 ALL_LANGUAGES = "all"
@@ -79,24 +80,28 @@ def predict_split(
     labels = trained.label_set
     df = read_split(data, split, languages, limit)
 
-    # The training batches' own tokenization and padding, so the model sees files exactly as in evaluation.
+    # The model input of training and scoring (curator.data.inputs), so the model sees each file as there.
+    if max_length:
+        trained.max_length = max_length
     rows = df[["id", "language", "content", *ORDINAL_HEADS, CONTENT_TYPE]].to_dict("records")
-    examples = encode_rows(rows, trained.tokenizer, max_length, labels)
-    for i, example in enumerate(examples):
-        example["row"] = i
-    n = len(examples)
-    scores = {head: np.zeros(n, dtype=np.float64) for head in ORDINAL_HEADS}
-    probs = np.zeros((n, len(labels.classes)), dtype=np.float64)
+    examples, errors = encode_rows(rows, trained.input_encoder(), labels)
+    n = len(df)
+    scores = {head: np.full(n, np.nan) for head in ORDINAL_HEADS}
+    probs = np.full((n, len(labels.classes)), np.nan)
+    num_tokens = np.zeros(n, dtype=np.int64)
+    truncated = np.zeros(n, dtype=bool)
     # One buffer over the whole split: sorted by length, each batch pads to little.
     buffer_batches = max(1, math.ceil(n / batch_size))
     with torch.inference_mode():
         for group in length_grouped(examples, batch_size, buffer_batches, rng=None):
-            batch = pad_batch(group, trained.tokenizer.pad_token_id)
+            batch = make_batch(group, trained.tokenizer.pad_token_id)
             out = trained.model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            index = [e["row"] for e in group]
+            index = [e.row for e in group]
             for head in ORDINAL_HEADS:
                 scores[head][index] = out[head].float().cpu().numpy()
             probs[index] = torch.softmax(out[CONTENT_TYPE].float(), dim=-1).cpu().numpy()
+            num_tokens[index] = [e.num_tokens for e in group]
+            truncated[index] = [e.truncated for e in group]
 
     result = df[[c for c in FILE_COLUMNS if c in df]].copy()
     for head in ORDINAL_HEADS:
@@ -104,10 +109,14 @@ def predict_split(
     result[CONTENT_TYPE] = [labels.mapping[c] for c in df[CONTENT_TYPE]]
     for head in ORDINAL_HEADS:
         result[f"pred_{head}"] = scores[head]
-    result[f"pred_{CONTENT_TYPE}"] = [labels.classes[k] for k in probs.argmax(axis=1)]
+    result[f"pred_{CONTENT_TYPE}"] = [
+        None if i in errors else labels.classes[k] for i, k in enumerate(np.nan_to_num(probs).argmax(axis=1))
+    ]
     result[f"{CONTENT_TYPE}_probs"] = list(probs)
-    result["num_tokens"] = [len(e["input_ids"]) for e in examples]
-    result["truncated"] = result["num_tokens"] >= max_length
+    # As in score files: the whole file's content tokens, and whether the model saw less than all of it.
+    result["num_tokens"] = num_tokens
+    result["truncated"] = truncated
+    result["error"] = [errors.get(i) for i in range(n)]
     result.attrs["classes"] = list(labels.classes)
     result.attrs["label_set"] = labels.name
     return result

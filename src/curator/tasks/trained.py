@@ -11,20 +11,19 @@ what a user ships to the machines that score a corpus.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from transformers import AutoTokenizer
 
+from curator.data.inputs import InputEncoder, build_tokenizer, register_code_markers
 from curator.labels import LabelSet, get_label_set
 from curator.models.classifier import CuratorClassifier
-from curator.models.encoder import build_encoder, build_tokenizer, max_model_tokens
+from curator.models.encoder import build_encoder, max_model_tokens
 
 EXPORT_FORMAT_VERSION = 1
 CONFIG_NAME = "curator_config.json"
@@ -37,6 +36,11 @@ class TrainedModel:
     tokenizer: Any
     label_set: LabelSet
     max_length: int
+    code_markers: bool = False  # newlines and indentation as tokens (see curator.data.inputs)
+
+    def input_encoder(self, max_chars: int | None = None) -> InputEncoder:
+        """The model's input path: the same token ids for a file as in its training."""
+        return InputEncoder(self.tokenizer, self.max_length, max_chars, self.code_markers)
 
 
 def _label_set_from(value: Any) -> LabelSet:
@@ -70,9 +74,11 @@ def _build(encoder_config: dict, label_set: LabelSet, pooling: str) -> CuratorCl
     return CuratorClassifier(encoder, num_content_types=len(label_set.classes), pooling=pooling)
 
 
-def _finish(model: CuratorClassifier, tokenizer, label_set: LabelSet, max_length, device) -> TrainedModel:
+def _finish(
+    model: CuratorClassifier, tokenizer, label_set: LabelSet, max_length, device, code_markers: bool
+) -> TrainedModel:
     max_length = int(max_length or max_model_tokens(model.encoder.config))
-    return TrainedModel(model.to(device).eval(), tokenizer, label_set, max_length)
+    return TrainedModel(model.to(device).eval(), tokenizer, label_set, max_length, code_markers)
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:
@@ -97,8 +103,9 @@ def _from_checkpoint(hp: dict, state: dict, device) -> TrainedModel:
     label_set = _label_set_from(hp["label_set"])
     model = _build(hp["encoder_config"], label_set, hp.get("pooling", "cls"))
     model.load_state_dict(state)
-    tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"])
-    return _finish(model, tokenizer, label_set, hp.get("max_length"), device)
+    code_markers = bool(hp.get("code_markers", False))
+    tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"], code_markers)
+    return _finish(model, tokenizer, label_set, hp.get("max_length"), device, code_markers)
 
 
 def _load_exported(folder: Path, device) -> TrainedModel:
@@ -112,7 +119,10 @@ def _load_exported(folder: Path, device) -> TrainedModel:
     model = _build(cfg["encoder_config"], label_set, cfg["pooling"])
     load_model(model, str(folder / WEIGHTS_NAME))
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    return _finish(model, tokenizer, label_set, cfg["max_length"], device)
+    code_markers = bool(cfg.get("code_markers", False))
+    if code_markers:
+        register_code_markers(tokenizer)
+    return _finish(model, tokenizer, label_set, cfg["max_length"], device, code_markers)
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
@@ -125,49 +135,3 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint or exported model at {path}")
     return _from_checkpoint(*_read_checkpoint(path), device)
-
-
-def export_trained(
-    src_ckpt: str | Path, out_dir: str | Path, overwrite: bool = False, report: str | Path | None = None
-) -> Path:
-    """Write a checkpoint as one self-contained folder that `load_trained(out_dir)` reads.
-
-    The folder also gets a model card (README.md) with the test tables of `report` (a metrics.json; by default
-    the run's own, when the checkpoint sits in `<run>/checkpoints/`). The folder is assembled beside its target
-    and renamed into place, so an interrupted export never leaves a folder that looks complete.
-    """
-    # Here, not at the top: the card's tables come from curator.tasks (torchmetrics), which loading a model
-    # to score never needs.
-    from curator.models.card import CARD_NAME, find_report, model_card
-
-    src_ckpt, out_dir = Path(src_ckpt), Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    if report is not None and not Path(report).is_file():
-        raise FileNotFoundError(f"no test report at {report}")
-    report = report if report is not None else find_report(src_ckpt)
-    hp, state = _read_checkpoint(src_ckpt)
-    trained = _from_checkpoint(hp, state, "cpu")
-    config = {
-        "format_version": EXPORT_FORMAT_VERSION,
-        "encoder": hp.get("encoder"),
-        "encoder_config": hp["encoder_config"],
-        "label_set": {"name": trained.label_set.name, "classes": list(trained.label_set.classes)},
-        "pooling": trained.model.pooling,
-        "max_length": trained.max_length,
-        "source_checkpoint": src_ckpt.name,
-    }
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    # save_model (not save_file) handles tensors that share storage, such as tied embeddings.
-    save_model(trained.model, str(tmp / WEIGHTS_NAME))
-    (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    trained.tokenizer.save_pretrained(str(tmp))
-    num_parameters = sum(p.numel() for p in trained.model.parameters())
-    card = model_card(out_dir, src_ckpt, config, trained.label_set, num_parameters, report)
-    (tmp / CARD_NAME).write_text(card)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir

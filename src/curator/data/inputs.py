@@ -1,0 +1,224 @@
+"""How a file becomes model input: the one path that training, evaluation, error analysis and scoring share.
+
+For the same file and the same settings every stage gets the same token ids, and `num_tokens` and
+`truncated` mean the same thing everywhere:
+
+1. text checks (`text_of`): null, binary (NUL bytes) or undecodable content is an error, never an exception;
+2. head cutting: only the first `max_chars` characters are tokenized (a 100 MB file costs what a small one
+   does); a head that holds fewer tokens than the model takes is doubled until it does, up to 64 x max_chars;
+3. code markers (optional, `code_markers=True`): newlines and leading indentation become tokens of their own
+   (`[unused0]`, `[unused1]`), for uncased WordPiece vocabularies that otherwise drop all whitespace;
+4. tokenizing without special tokens, then `prefix + ids[:room] + suffix`: what the tokenizer gives with
+   truncation to max_length;
+5. `num_tokens`: the content tokens of the whole file (special tokens not counted), extrapolated from the head's
+   characters per token when only a head was tokenized (`estimated`); `truncated`: the model did not see all of
+   the file;
+6. batches: `pad` (right-padded to a width) or `pack` (every file's tokens end to end, and where each starts).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from curator.hub import resolve_model_path
+
+# Code runs about 3 characters a token, so 6 per token of max_length leaves room. Tokenizing whole files
+# cost 4.3x more on the shipped sample at 512 tokens for the same model input
+# (experiments/gpu_throughput/tokenize_heads.py).
+HEAD_CHARS_PER_TOKEN = 6
+MAX_HEAD_DOUBLINGS = 64
+NEWLINE_MARKER = "[unused0]"
+INDENT_MARKER = "[unused1]"
+INDENT_COLUMNS = 4  # one indent marker per this many columns of leading whitespace (a tab counts 4)
+MAX_INDENT_MARKERS = 8
+_LINE = re.compile(r"([ \t]*)([^\n]*)(\n?)")
+
+
+def build_tokenizer(name_or_path: str, code_markers: bool = False):
+    """The tokenizer of an encoder (hub id, folder or short name such as 'minilm'), ready for `InputEncoder`."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise OSError(
+            f"could not load tokenizer {name_or_path!r}: {e}\n"
+            "Offline? Use a local folder, or model.encoder=minilm for the packaged MiniLM."
+        ) from e
+    if code_markers:
+        register_code_markers(tokenizer)
+    return tokenizer
+
+
+def register_code_markers(tokenizer) -> None:
+    """Make the code markers single tokens of the tokenizer, reusing the vocabulary's unused slots.
+
+    BERT vocabularies reserve `[unused0]`..`[unused993]`; registered as special tokens they keep their ids, so
+    the encoder's embedding table is unchanged. A vocabulary without them cannot take markers.
+    """
+    unk = tokenizer.unk_token_id
+    ids = [tokenizer.convert_tokens_to_ids(m) for m in (NEWLINE_MARKER, INDENT_MARKER)]
+    if any(i is None or i == unk for i in ids):
+        raise ValueError(
+            f"code_markers needs a vocabulary with {NEWLINE_MARKER} and {INDENT_MARKER} slots (BERT WordPiece); "
+            f"this tokenizer ({type(tokenizer).__name__}) has none: set data.code_markers=false"
+        )
+    from tokenizers import AddedToken
+
+    tokenizer.add_tokens(
+        [AddedToken(m, special=True, normalized=False) for m in (NEWLINE_MARKER, INDENT_MARKER)],
+        special_tokens=True,
+    )
+
+
+def mark_code(text: str) -> str:
+    """Newlines and leading indentation as marker tokens; blank-line runs kept to one blank line."""
+    out = []
+    blank_run = 0
+    for indent, body, newline in _LINE.findall(text):
+        if not body and not newline:
+            continue
+        if not body:
+            blank_run += 1
+            if blank_run <= 1 and newline:
+                out.append(f" {NEWLINE_MARKER} ")
+            continue
+        blank_run = 0
+        width = len(indent.expandtabs(INDENT_COLUMNS))
+        markers = min(MAX_INDENT_MARKERS, -(-width // INDENT_COLUMNS))
+        out.append(f"{INDENT_MARKER} " * markers + body + (f" {NEWLINE_MARKER} " if newline else ""))
+    return "".join(out)
+
+
+def text_of(content, max_chars: int) -> tuple[str | None, str | None]:
+    """(the content as text, error): None and a reason for what cannot be read as text. Never raises."""
+    if content is None:
+        return None, "null content"
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        raw = bytes(content)
+        if b"\x00" in raw[: max_chars * 4]:
+            return None, "binary content (NUL bytes)"
+        try:
+            content = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return None, f"not valid UTF-8 (byte {e.start})"
+    if not isinstance(content, str):
+        return None, f"content is not text ({type(content).__name__})"
+    # As git decides: a NUL among the first characters makes a file binary. Only the head is searched, so a
+    # 100 MB file costs no more than a small one.
+    if "\x00" in content[:max_chars]:
+        return None, "binary content (NUL bytes)"
+    return content, None
+
+
+@dataclass
+class ModelInput:
+    """What the model sees of one file, or why it sees nothing."""
+
+    ids: list[int] | None  # special tokens included, at most max_length
+    num_tokens: int | None = None  # content tokens of the whole file, special tokens not counted
+    estimated: bool = False  # num_tokens extrapolated from a head of the file
+    truncated: bool = False  # the model did not see the whole file
+    error: str | None = None
+
+
+class InputEncoder:
+    """Files to `ModelInput`s, as described at the top of this module."""
+
+    def __init__(self, tokenizer, max_length: int, max_chars: int | None = None, code_markers: bool = False):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.max_chars = max_chars or max_length * HEAD_CHARS_PER_TOKEN
+        self.code_markers = code_markers
+        if code_markers:
+            register_code_markers(tokenizer)
+        # Where the special tokens go, learnt from the tokenizer itself ([CLS] x [SEP], <s> x </s>, ...).
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a", add_special_tokens=True)["input_ids"]
+        at = next(i for i in range(len(full)) if full[i : i + len(plain)] == plain)
+        self.prefix, self.suffix = full[:at], full[at + len(plain) :]
+        self.room = max_length - len(self.prefix) - len(self.suffix)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def _text(self, text: str, chars: int) -> str:
+        head = text[:chars]
+        return mark_code(head) if self.code_markers else head
+
+    def _tokenize(self, texts: list[str]) -> list[list[int] | str]:
+        try:
+            return self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        except Exception:  # one odd text must not cost the others: retry one by one
+            out = []
+            for t in texts:
+                try:
+                    out.append(self.tokenizer([t], add_special_tokens=False, verbose=False)["input_ids"][0])
+                except Exception as e:
+                    out.append(f"tokenizer failed: {type(e).__name__}: {str(e)[:200]}")
+            return out
+
+    def encode(self, contents: list) -> list[ModelInput]:
+        inputs: list[ModelInput] = []
+        todo: list[tuple[ModelInput, str]] = []
+        for content in contents:
+            text, error = text_of(content, self.max_chars)
+            item = ModelInput(None, error=error)
+            inputs.append(item)
+            if error is None:
+                todo.append((item, text))
+        heads = self._tokenize([self._text(t, self.max_chars) for _, t in todo]) if todo else []
+        for (item, text), ids in zip(todo, heads, strict=True):
+            head = min(len(text), self.max_chars)
+            limit = min(len(text), MAX_HEAD_DOUBLINGS * self.max_chars)
+            while isinstance(ids, list) and len(ids) < self.room and head < limit:
+                head = min(limit, 2 * head)
+                ids = self._tokenize([self._text(text, head)])[0]
+            if isinstance(ids, str):
+                item.error = ids
+                continue
+            item.estimated = head < len(text)
+            item.num_tokens = round(len(ids) * len(text) / head) if item.estimated else len(ids)
+            item.truncated = item.estimated or len(ids) > self.room
+            item.ids = self.prefix + ids[: self.room] + self.suffix
+        return inputs
+
+
+def padded_width(longest: int, multiple_of: int = 1, max_width: int | None = None) -> int:
+    """`longest` rounded up to a multiple of `multiple_of`, but never past max(longest, max_width).
+
+    Rounding keeps the number of distinct batch shapes small: a compiled model captured as CUDA graphs
+    records one graph per shape (at 512 tokens and a multiple of 64, eight widths per batch size).
+    """
+    width = -(-longest // multiple_of) * multiple_of
+    if max_width is not None:
+        width = min(width, max(longest, max_width))
+    return width
+
+
+def pad(
+    sequences: list[list[int]], pad_id: int, width: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token id lists padded on the right to `width` (default: the longest)."""
+    width = max(len(s) for s in sequences) if width is None else width
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        input_ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        attention_mask[i, : len(s)] = 1
+    return input_ids, attention_mask
+
+
+def pack(sequences: list[list[int]], device=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Token id lists -> (input_ids (total,) int32, cu_seqlens (n+1,) int32, max_seqlen): the files' tokens
+    end to end and where each starts."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int32, count=len(sequences))
+    cu = np.zeros(len(sequences) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=cu[1:])
+    ids = np.fromiter(itertools.chain.from_iterable(sequences), dtype=np.int32, count=int(cu[-1]))
+    max_seqlen = int(lengths.max()) if len(sequences) else 0
+    return torch.from_numpy(ids).to(device), torch.from_numpy(cu).to(device), max_seqlen
