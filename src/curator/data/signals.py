@@ -87,9 +87,7 @@ _BASE64_TABLE = _class_table(_LETTERS + _DIGITS + "+/\n=")
 _HEX_TABLE = _class_table(_DIGITS + "abcdefABCDEF" + "x\\," + " \t\n\r\x0b\x0c")
 _ALNUM_BYTES = (_LETTERS + _DIGITS).encode()
 _ALPHA_BYTES = _LETTERS.encode()
-# Letters and digits for text that is not ASCII: \w without the underscore (and without digits for letters).
-_NOT_ALNUM = re.compile(r"[\W_]+")
-_NOT_ALPHA = re.compile(r"[\W\d_]+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 # Markers that tools write at the top of the files they generate: StarCoder2's list, Go's
 # "Code generated ... DO NOT EDIT." and the '@generated' tag (Meta's tools, Rust's and Java's annotation
 # processors), and the 'do not edit' of most other generators.
@@ -162,11 +160,17 @@ def _encoded(pieces: list[bytes]) -> tuple[int, int]:
     return covered, longest
 
 
-def _count_chars(text: str, raw: bytes, ascii_bytes: bytes, other: re.Pattern) -> int:
-    """Characters of a class: bytes.translate on ASCII text (fast), else a regex that deletes the others."""
-    if text.isascii():
-        return len(raw) - len(raw.translate(None, ascii_bytes))
-    return len(other.sub("", text))
+def _letters_and_digits(text: str, raw: bytes) -> tuple[int, int]:
+    """Letters and digits (str.isalnum), and letters (str.isalpha), of a text and its UTF-8 bytes. The ASCII ones
+    are counted by bytes.translate (a non-ASCII character's bytes are all >= 0x80, so never deleted), the
+    non-ASCII ones one by one: they are few in code, and at most a window's worth in anything."""
+    alnum = len(raw) - len(raw.translate(None, _ALNUM_BYTES))
+    alpha = len(raw) - len(raw.translate(None, _ALPHA_BYTES))
+    if not text.isascii():
+        other = "".join(_NON_ASCII.findall(text))
+        alnum += sum(map(str.isalnum, other))
+        alpha += sum(map(str.isalpha, other))
+    return alnum, alpha
 
 
 def file_signals(text: str) -> dict:
@@ -183,8 +187,8 @@ def file_signals(text: str) -> dict:
     raws = [p.encode("utf-8", "surrogatepass") for p in pieces]
     window_chars = sum(len(p) for p in pieces)
     window_bytes = sum(len(r) for r in raws)
-    alnum = sum(_count_chars(p, r, _ALNUM_BYTES, _NOT_ALNUM) for p, r in zip(pieces, raws, strict=True))
-    alpha = sum(_count_chars(p, r, _ALPHA_BYTES, _NOT_ALPHA) for p, r in zip(pieces, raws, strict=True))
+    counts = [_letters_and_digits(p, r) for p, r in zip(pieces, raws, strict=True)]
+    alnum, alpha = sum(c[0] for c in counts), sum(c[1] for c in counts)
     # Encoding to ASCII with errors ignored drops exactly the non-ASCII characters.
     non_ascii = sum(0 if p.isascii() else len(p) - len(p.encode("ascii", "ignore")) for p in pieces)
     encoded, encoded_longest = _encoded(raws)
