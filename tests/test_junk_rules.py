@@ -2,6 +2,7 @@
 rules are counted, can be turned off, and older score folders without signals are filtered with a warning."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -162,3 +163,9 @@ def test_regression_outputs_are_read_clipped_to_their_scales(rows, signal_rows, 
     # The score files keep the raw output.
     raw = pq.read_table(scores / "python" / "part-00000.parquet")["quality"].to_pylist()
     assert raw[0] == pytest.approx(6.3)
+
+
+def test_docs_list_every_rule_with_its_threshold():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "scoring.md").read_text()
+    for rule in junk.RULES:
+        assert f"| `{rule.name}` | `{rule.junk_if}` |" in docs, rule.name
