@@ -14,14 +14,16 @@ Sources of the signals and the thresholds that use them (`curator.scoring.junk`)
   (base64, hexadecimal byte sequences, `\\uXXXX` escapes), when one match is longer than 1024 characters or all
   matches cover more than half the file.
 - SantaCoder's comment filter (comment-to-code ratio): here only the extreme, a file with no line of code.
-- The seed (code-curator-v1's corpus): zlib compression ratio < 0.10 for extreme repetition.
+- The seed (code-curator-v1's corpus): zlib compression ratio < 0.10 for extreme repetition (the rule here uses
+  0.05: 0.10 rejects real test suites; experiments/junk_rules).
 
 Size cap. Whole-file counts that cost one pass in C (size in bytes, line count, mean line length, whether the
 file is blank) are exact on any file. Every other signal reads a window: the whole text when it holds at most
 2 x WINDOW_CHARS characters, else its first and last WINDOW_CHARS characters (1 MiB each) taken as two
-separate pieces. The cost of a file is therefore bounded whatever its size (measured in
-experiments/junk_rules: about 0.1 s on a 5 MB single line, 0.2 s on a 100 MB file). A line that crosses the
-cut counts as its visible part, already far past any line-length threshold.
+separate pieces. The cost of a file is therefore bounded whatever its size, but for the whole-file counts, which
+grow by about 2.5 ms a MB (measured in experiments/junk_rules: 0.3 ms for a median sample file, 0.14 s on a 5 MB
+single line, 0.26 s on a 100 MB file, 0.38 s on 2 M characters of random Unicode, the slowest kind of text). A
+line that crosses the cut counts as its visible part, already far past any line-length threshold.
 
 `file_signals(text)` returns a dict whose keys are exactly the names of SIGNAL_FIELDS, the columns of the score
 files; `null_signals()` is the same dict for a row that has no text (its error says why).
@@ -40,8 +42,8 @@ WINDOW_CHARS = 1 << 20
 # the character cap keeps a head of one huge line cheap).
 MARKER_LINES = 5
 MARKER_CHARS = 2000
-# zlib level for the compression ratio: the default level is what the seed's check measured with, and it costs
-# about 20 ms a MiB, so a full window stays well under the per-file bound.
+# zlib level for the compression ratio: zlib's default, what a plain zlib.compress call (and so, presumably, the
+# seed's check) uses; about 30 ms a MiB, the largest single cost of a full window.
 ZLIB_LEVEL = 6
 
 # One definition of the signal columns: name, type and why each one is there. The score files, the filter's
