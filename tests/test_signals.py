@@ -53,6 +53,9 @@ def test_values_on_known_texts():
     assert empty["compression_ratio"] == 1.0 and empty["mean_line_length"] == 0
     assert file_signals(" \n\t\r\n")["blank"] and not file_signals(" \n x")["blank"]
     assert file_signals("a\n" * 5000)["compression_ratio"] < 0.01
+    assert file_signals("x = 1\r" * 300)["max_line_length"] == 5  # old Mac line endings are lines too
+    lone = file_signals("s = '\ud800'\n")  # a lone surrogate, as a lenient decoder may leave
+    assert lone["size_bytes"] == 10 and lone["non_ascii_share"] == pytest.approx(1 / 8)  # 8 characters
     with pytest.raises(TypeError, match="text of a file"):
         file_signals(b"bytes")
 

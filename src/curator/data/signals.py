@@ -179,6 +179,9 @@ def file_signals(text: str) -> dict:
     """The signals of one file's text; keys are exactly SIGNAL_COLUMNS. Pure, and bounded in time on any size."""
     if not isinstance(text, str):
         raise TypeError(f"file_signals takes the text of a file, not {type(text).__name__}")
+    if "\n" not in text and "\r" in text:
+        # Old Mac line endings: without this the whole file would be one long line.
+        text = text.replace("\r", "\n")
     n_chars = len(text)
     newlines = text.count("\n")
     # A last line without a newline still counts; an empty file has no lines.
