@@ -81,7 +81,7 @@ def test_rules_reject_every_junk_row_and_keep_the_good_files(rows, signal_rows):
     for k, (row, _) in enumerate(scored):
         assert result.junk[k] == row.junk, row.kind
         if row.rule:
-            fails = junk._EXPRESSIONS[row.rule](df.iloc[[k]])[0]
+            fails = junk.RULE_EXPRESSIONS[row.rule](df.iloc[[k]])[0]
             assert fails, f"{row.kind} should fail {row.rule}"
 
 

@@ -58,7 +58,7 @@ def main() -> None:
     # Rejections per rule and language.
     sig = pd.DataFrame([file_signals(t) for t in texts])
     found = junk.apply_rules(sig, np.ones(len(sig), dtype=bool))
-    fails = pd.DataFrame({name: expr(sig) for name, expr in junk._EXPRESSIONS.items()})
+    fails = pd.DataFrame({name: expr(sig) for name, expr in junk.RULE_EXPRESSIONS.items()})
     table = fails.groupby(sample["language"]).sum().T
     table["all"] = table.sum(axis=1)
     table.loc["any rule"] = [*(found.junk[sample["language"] == lang].sum() for lang in table.columns[:-1]),

@@ -89,7 +89,7 @@ RULES = (
     ),
 )
 RULE_NAMES = tuple(r.name for r in RULES)
-_EXPRESSIONS = {r.name: Expression(r.junk_if, ()) for r in RULES}
+RULE_EXPRESSIONS = {r.name: Expression(r.junk_if, ()) for r in RULES}
 _BOOL_COLUMNS = [f.name for f in SIGNAL_FIELDS if pa.types.is_boolean(f.type)]
 
 
@@ -114,7 +114,7 @@ def apply_rules(df: pd.DataFrame, ok: np.ndarray) -> JunkResult:
     rows = df.loc[checked, SIGNAL_COLUMNS]
     # Parquet bool columns that held a null come back as object; the checked rows have none.
     rows = rows.astype(dict.fromkeys(_BOOL_COLUMNS, bool))
-    for name, expr in _EXPRESSIONS.items():
+    for name, expr in RULE_EXPRESSIONS.items():
         fails = expr(rows)
         counts[name] = int(fails.sum())
         junk[np.flatnonzero(checked)[fails]] = True
