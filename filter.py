@@ -5,9 +5,14 @@
         --where-lang python="quality >= 3.5" --token-budget-lang go=2e6
 
 Expressions name score columns: quality, structured_data, content_type, num_tokens, truncated, language, path,
-id, and prob_<class> for one content type's probability; and/or/not, comparisons (chains too), `in [...]` and
-+ - * / are allowed. Scores are regression outputs: `quality >= 2.5` keeps files whose rounded level is 3 or more.
-Rows that could not be scored (error set) are always dropped and counted in the report.
+id, and prob_<class> for one content type's probability; and the file's signals: size_bytes, num_lines,
+max_line_length, mean_line_length, alnum_share, alpha_share, non_ascii_share, encoded_share, encoded_longest,
+comment_share, compression_ratio, generated_marker, blank. and/or/not, comparisons (chains too), `in [...]` and
++ - * / are allowed. Scores are regression outputs, read clipped to their scales (quality 1-5, structured_data
+0-3): `quality >= 2.5` keeps files whose rounded level is 3 or more.
+Rows that could not be scored (error set) are always dropped and counted in the report. Files that fail a junk
+rule (empty, minified, encoded data, auto-generated, ...: docs/scoring.md lists them) are dropped before the
+expression, whatever their scores, and counted per rule; --no-junk-rules keeps them.
 --where-lang LANG=EXPR replaces --where for that language. A token budget keeps, per language, the files with
 the highest --rank-by score until the next one would pass the budget (after --where).
 Output: <out>/<language>/<stem>.parquet (StarCoderData layout, content from --corpus),
@@ -73,6 +78,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--report-only", action="store_true", help="write the report and plots, not the kept files"
     )
     p.add_argument(
+        "--no-junk-rules",
+        action="store_true",
+        help="do not drop the files that fail a junk rule (they are dropped by default; see docs/scoring.md)",
+    )
+    p.add_argument(
         "--allow-incomplete",
         action="store_true",
         help="filter even if some corpus shards have no complete score file (they are left out)",
@@ -116,15 +126,19 @@ def main(argv=None) -> int:
                 f"{len(problems)} shards of {lang} are not completely scored (finish score.py, or pass "
                 "--allow-incomplete):\n  " + "\n  ".join(problems[:20])
             )
-        result = select_language(
-            scores,
-            lang,
-            content_types,
-            args.where,
-            where_lang,
-            budgets.get(lang, args.token_budget),
-            args.rank_by,
-        )
+        try:
+            result = select_language(
+                scores,
+                lang,
+                content_types,
+                args.where,
+                where_lang,
+                budgets.get(lang, args.token_budget),
+                args.rank_by,
+                junk_rules=not args.no_junk_rules,
+            )
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
         result.notes += [f"not completely scored, left out: {p}" for p in problems]
         if not args.report_only:
             write_kept(result, shards, out)
@@ -133,14 +147,25 @@ def main(argv=None) -> int:
         plots[lang] = str(plot.relative_to(out))
         per_language[lang] = language_stats(result)
         s = per_language[lang]
+        junk_note = f"{s['junk_dropped']} junk" if s["junk_rules"] is not None else "junk rules off"
         logging.info(
-            "%s: kept %d of %d files, %d of %d tokens",
+            "%s: kept %d of %d files, %d of %d tokens (dropped before the filter: %d errors, %s)",
             lang,
             s["kept_files"],
             s["files"],
             s["kept_tokens"],
             s["tokens"],
+            s["errors_dropped"],
+            junk_note,
         )
+        if s["errors_dropped"]:
+            # Never silently: a row that could not be scored is not a file that was judged and rejected.
+            logging.warning(
+                "%s: %d rows could not be scored and were dropped: %s",
+                lang,
+                s["errors_dropped"],
+                ", ".join(f"{k} ({v})" for k, v in s["errors"].items()),
+            )
     settings = {
         "scores": str(scores),
         "corpus": str(corpus),
@@ -149,6 +174,7 @@ def main(argv=None) -> int:
         "token_budget": args.token_budget,
         "token_budget_lang": budgets,
         "rank_by": args.rank_by,
+        "junk_rules": not args.no_junk_rules,
     }
     write_report(out, settings, per_language, plots)
     logging.info("report: %s", out / "filter_report.md")

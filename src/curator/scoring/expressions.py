@@ -2,6 +2,7 @@
 
     quality >= 3 and structured_data >= 2 and content_type != 'generated'
     content_type in ['library', 'application'] or prob_test < 0.1
+    max_line_length <= 500 and comment_share < 0.8
     2.5 <= quality < 4.5 and not truncated
 
 An expression is parsed with Python's ast and only a whitelist of node types is accepted: column names,
@@ -19,8 +20,21 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-# Columns an expression may name (content_type_probs is reached through prob_<class>).
-COLUMNS = ("quality", "structured_data", "content_type", "num_tokens", "truncated", "language", "path", "id")
+from curator.data.signals import SIGNAL_COLUMNS
+
+# Columns an expression may name (content_type_probs is reached through prob_<class>): the model's scores,
+# then the file's signals (size, line lengths, shares of characters; curator.data.signals documents each).
+SCORE_COLUMNS = (
+    "quality",
+    "structured_data",
+    "content_type",
+    "num_tokens",
+    "truncated",
+    "language",
+    "path",
+    "id",
+)
+COLUMNS = SCORE_COLUMNS + tuple(SIGNAL_COLUMNS)
 
 _COMPARE = {
     ast.Eq: operator.eq,

@@ -1,10 +1,16 @@
 """Keep files by their scores: threshold expressions, per-language overrides, token budgets; write what is kept.
 
-Per language: rows with an error are dropped (and counted); the language's expression (--where-lang, else
---where) selects rows; a token budget then keeps the best of those by a score (quality by default, ties broken
+Per language: rows with an error are dropped (and counted); the junk rules (curator.scoring.junk) drop files
+whose signals mark them as junk, whatever their scores (and count them per rule); the language's expression
+(--where-lang, else --where) selects among the rest; a token budget then keeps the best of those by a score (quality by default, ties broken
 by id) until the next file would pass the budget. Kept files are written in the StarCoderData layout,
 `<out>/<language>/<input stem>.parquet` with the corpus's own columns, their content joined back from the corpus
-by id. A language is held in memory at a time, scores only (no content), about 100 bytes a file.
+by id. A language is held in memory at a time, scores only (no content), about 200 bytes a file.
+
+Scores are read on their scales: quality is clipped to 1-5 and structured_data to 0-3 (labels.QUALITY and
+labels.STRUCTURED_DATA) before anything reads them. The score files keep the regression's raw output, which
+can pass either end (a file below level 0 of structured data is at level 0); clipping changes no comparison
+with a threshold inside the scale, and makes the report and its histograms read on the scale of the labels.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import pyarrow.parquet as pq
 
 from curator.data.corpus import CORPUS_COLUMNS
 from curator.data.shards import write_parquet_atomic
-from curator.scoring import outputs
+from curator.data.signals import SIGNAL_COLUMNS, SIGNAL_FIELDS
+from curator.labels import QUALITY, STRUCTURED_DATA
+from curator.scoring import junk, outputs
 from curator.scoring.expressions import where_for
 from curator.scoring.sources import HF_PREFIX, Shard, iter_rows, list_shards, num_rows
 
@@ -38,17 +46,37 @@ class LanguageResult:
     budget: float | None
     budget_cutoff: float | None = None  # lowest rank-by value kept under the budget
     notes: list[str] = field(default_factory=list)
+    junk_rules: bool = True  # whether the junk rules were asked for
+    junk_counts: dict[str, int] = field(default_factory=dict)  # rows failing each rule
+    junk_unchecked: int = 0  # rows without an error that have no signals: the rules could not judge them
 
 
 def read_language_scores(scores: Path, language: str, with_probs: bool = False) -> pd.DataFrame:
+    """A language's score rows, with the signal columns where its files have them (null where they do not),
+    and the regression outputs clipped to their scales."""
     frames = []
     for f in sorted((scores / language).glob("*.parquet")):
-        df = pq.read_table(f, columns=READ + (["content_type_probs"] if with_probs else [])).to_pandas()
+        # Score files written before the signals existed lack their columns: read what is there.
+        present = pq.ParquetFile(f).schema_arrow.names
+        columns = READ + [c for c in SIGNAL_COLUMNS if c in present]
+        df = pq.read_table(f, columns=columns + (["content_type_probs"] if with_probs else [])).to_pandas()
         df["shard"] = f.stem
         frames.append(df)
     if not frames:
         raise FileNotFoundError(f"no score files under {scores / language}")
-    return pd.concat(frames, ignore_index=True)
+    df = pd.concat(frames, ignore_index=True)
+    for head in (QUALITY, STRUCTURED_DATA):
+        df[head.name] = df[head.name].clip(head.lo, head.hi)
+    for f in SIGNAL_FIELDS:
+        if f.name not in df:
+            df[f.name] = None
+        if pa.types.is_boolean(f.type):
+            # A row without signals reads as null; False lets expressions over the column stay boolean, and
+            # such rows are told apart by the numeric signals, which stay null (junk.apply_rules).
+            df[f.name] = df[f.name].astype("boolean").fillna(False).astype(bool)
+        else:
+            df[f.name] = pd.to_numeric(df[f.name])
+    return df
 
 
 def keep_within_budget(df: pd.DataFrame, candidates: np.ndarray, budget: float, rank_by: str):
@@ -71,16 +99,37 @@ def select_language(
     where_lang: dict[str, str],
     budget: float | None,
     rank_by: str = "quality",
+    junk_rules: bool = True,
 ) -> LanguageResult:
     text, expr = where_for(language, where, where_lang, content_types)
     df = read_language_scores(
         scores, language, with_probs=bool(expr and any(n.startswith("prob_") for n in expr.used))
     )
     ok = df["error"].isna().to_numpy()
+    result = LanguageResult(language, df, text, budget, junk_rules=junk_rules)
+    without = ok & df[SIGNAL_COLUMNS].isna().any(axis=1).to_numpy()
+    used = sorted(set(expr.used) & set(SIGNAL_COLUMNS)) if expr is not None else []
+    if used and without.any():
+        raise ValueError(
+            f"the expression for {language} uses {used}, but {int(without.sum())} of its scored files have "
+            "no signal columns (scored by an older score.py): score them again, or leave the signals out"
+        )
     selected = ok.copy()
+    df["junk"] = False
+    if junk_rules:
+        found = junk.apply_rules(df, ok)
+        df["junk"] = found.junk
+        result.junk_counts, result.junk_unchecked = found.counts, found.unchecked
+        selected &= ~found.junk
+        if found.unchecked:
+            message = (
+                f"{found.unchecked} of {int(ok.sum())} scored files have no signal columns (scored by an older "
+                "score.py): the junk rules could not judge them and did not drop them; score them again"
+            )
+            log.warning("%s: %s", language, message)
+            result.notes.append(message)
     if expr is not None:
         selected &= expr(df)
-    result = LanguageResult(language, df, text, budget)
     if budget is not None:
         selected, result.budget_cutoff = keep_within_budget(df, selected, budget, rank_by)
     df["kept"] = selected
