@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers_model import load_script, write_shard
@@ -16,6 +15,7 @@ from curator.data.shards import write_parquet_atomic
 from curator.data.signals import SIGNAL_FIELDS, file_signals, null_signals
 from curator.labels import get_label_set
 from curator.scoring import junk, outputs
+from curator.scoring.batching import RowInfo
 from curator.scoring.filtering import select_language
 from curator.scoring.sources import Shard
 
@@ -46,7 +46,11 @@ def write_scored(root, rows, signal_rows=None, quality=4.5, structured_data=2.5,
             {"id": rows[i].id, "content": rows[i].content, "max_stars_repo_path": rows[i].path,
              "max_stars_repo_name": "hostile/corpus", "max_stars_count": 0} for i in picked
         ])  # fmt: skip
-        meta = [(k, rows[i].id, rows[i].path, 100, False, False, rows[i].error) for k, i in enumerate(picked)]
+        meta = [
+            RowInfo(k, rows[i].id, rows[i].path, 100, False, False, rows[i].error,
+                    signals=signal_rows[i] if signal_rows is not None else null_signals())
+            for k, i in enumerate(picked)
+        ]  # fmt: skip
         probs = np.zeros((len(picked), len(CLASSES)), dtype=np.float32)
         probs[:, CLASSES.index(content_type)] = 1
         table = outputs.build_table(
@@ -57,10 +61,8 @@ def write_scored(root, rows, signal_rows=None, quality=4.5, structured_data=2.5,
             probs,
             CLASSES,
         )
-        if signal_rows is not None:
-            signals = pa.Table.from_pylist([signal_rows[i] for i in picked], schema=pa.schema(SIGNAL_FIELDS))
-            for f in SIGNAL_FIELDS:
-                table = table.append_column(f, signals[f.name])
+        if signal_rows is None:  # a folder scored before the signals existed
+            table = table.drop_columns([f.name for f in SIGNAL_FIELDS])
         write_parquet_atomic(table, outputs.shard_path(scores, Shard(language, "part-00000", "")))
     return corpus, scores
 
@@ -114,6 +116,30 @@ def test_documented_filter_keeps_no_junk_row(rows, signal_rows, tmp_path):
     off = json.loads((out_off / "filter_report.json").read_text())
     assert off["total"]["kept_files"] == len(good) + len(junk_rows) and off["total"]["junk_dropped"] == 0
     assert "Junk rules: off" in (out_off / "filter_report.md").read_text()
+
+
+@pytest.mark.slow
+def test_score_then_filter_keeps_no_junk_row_end_to_end(rows, tmp_path):
+    """score.py (a tiny model, whatever it says) writes the signals; filter.py with the documented expression
+    then keeps only the good files of the hostile corpus."""
+    import subprocess
+    import sys
+
+    from helpers_model import REPO, make_checkpoint
+
+    corpus, _ = write_scored(tmp_path / "fixture", rows, None)
+    ckpt = make_checkpoint(tmp_path / "tiny.ckpt")
+    scores, out = tmp_path / "scores", tmp_path / "kept"
+    run = subprocess.run([sys.executable, "score.py", "--model", str(ckpt), "--corpus", str(corpus), "--out",
+                          str(scores), "--num-workers", "0", "--no-progress"], cwd=REPO, capture_output=True,
+                         text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    table = pq.read_table(sorted(scores.rglob("*.parquet")))
+    assert table.num_rows == len(rows) and "max_line_length" in table.column_names
+    run = subprocess.run([sys.executable, "filter.py", "--scores", str(scores), "--out", str(out), "--where",
+                          DOCUMENTED], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert kept_ids(out) <= {r.id for r in rows if not r.junk}
 
 
 def test_signals_can_be_used_in_expressions(rows, signal_rows, tmp_path):

@@ -8,9 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import transformers
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from curator.hub import resolve_model_path
+
+# transformers 4.56 renamed from_pretrained's torch_dtype to dtype (5.x warns on the old name).
+_DTYPE_ARG = (
+    "dtype" if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"
+)
 
 
 def build_encoder(
@@ -45,7 +51,9 @@ def build_encoder(
     for kwargs in ({"add_pooling_layer": False}, {}):
         try:
             if pretrained and config is None:
-                return AutoModel.from_pretrained(path, config=cfg, **kwargs)
+                # fp32 weights whatever the saved dtype: training keeps fp32 master weights under bf16
+                # autocast, and recent transformers would otherwise keep an fp16 checkpoint in fp16.
+                return AutoModel.from_pretrained(path, config=cfg, **{_DTYPE_ARG: torch.float32}, **kwargs)
             return AutoModel.from_config(cfg, **kwargs)
         except TypeError as e:
             if "add_pooling_layer" not in str(e):

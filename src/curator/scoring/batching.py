@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from curator.data.inputs import InputEncoder, pack, pad, padded_width
+from curator.data.inputs import InputEncoder, pack, pad, padded_width, text_of
+from curator.data.signals import file_signals, null_signals
 from curator.scoring.sources import Shard, iter_rows
 
 PAD_MULTIPLE = 8  # tensor cores like multiples of 8; the extra padding counts against the budget
@@ -55,6 +56,9 @@ class RowInfo:
     truncated: bool = False
     error: str | None = None
     ids: list[int] | None = field(default=None, repr=False)  # model input; dropped once batched
+    signals: dict = field(
+        default_factory=null_signals, repr=False
+    )  # of the whole file (curator.data.signals)
 
 
 @dataclass
@@ -121,6 +125,8 @@ def encode_rows(
         zip(raw_rows, encoder.encode([r.get("content") for r in raw_rows]), strict=True)
     ):
         row_id = raw.get("id")
+        # The junk signals read the whole file (within their own size cap), not the model's head.
+        text, _ = text_of(raw.get("content"), encoder.max_chars)
         rows.append(
             RowInfo(
                 index=first_index + i,
@@ -131,6 +137,7 @@ def encode_rows(
                 truncated=x.truncated,
                 error=raw.get("_error") or x.error,
                 ids=x.ids,
+                signals=null_signals() if text is None else file_signals(text),
             )
         )
     return rows

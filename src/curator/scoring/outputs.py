@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curator.data.shards import write_parquet_atomic
+from curator.data.signals import SIGNAL_FIELDS
 from curator.scoring.sources import Shard
 
 FORMAT_VERSION = 1
@@ -39,11 +40,13 @@ SCORE_FIELDS = [
     pa.field("error", pa.string()),
 ]
 SCORE_COLUMNS = [f.name for f in SCORE_FIELDS]
+# Every score row also carries its file's junk signals (curator.data.signals), for filter.py's rules.
+ALL_FIELDS = SCORE_FIELDS + SIGNAL_FIELDS
 
 
 def score_schema(classes: tuple[str, ...]) -> pa.Schema:
     # The class order of content_type_probs travels with every file, so a file read alone is interpretable.
-    return pa.schema(SCORE_FIELDS, metadata={CONTENT_TYPES_KEY: json.dumps(list(classes)).encode()})
+    return pa.schema(ALL_FIELDS, metadata={CONTENT_TYPES_KEY: json.dumps(list(classes)).encode()})
 
 
 def content_types_of(schema: pa.Schema) -> list[str]:
@@ -116,6 +119,7 @@ def build_table(
         pa.array(estimated, pa.bool_()),
         pa.array(truncated, pa.bool_()),
         pa.array(errors, pa.string()),
+        *(pa.array([r.signals[f.name] for r in rows], f.type) for f in SIGNAL_FIELDS),
     ]
     return pa.Table.from_arrays(columns, schema=score_schema(classes))
 

@@ -356,7 +356,7 @@ def score_corpus(
         "label_set": trained.label_set.name,
         "content_types": list(classes),
         "max_length": trained.max_length,
-        "columns": outputs.SCORE_COLUMNS,
+        "columns": [f.name for f in outputs.ALL_FIELDS],
         "corpus": str(corpus) if str(corpus).startswith(HF_PREFIX) else str(Path(corpus).resolve()),
     }
     # Every rank checks the folder it resumes into (a rank may be restarted alone, with another model);
