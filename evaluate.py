@@ -43,6 +43,7 @@ def evaluate(
         num_workers=num_workers,
         packed=hp.get("packed", False),
         code_markers=hp.get("code_markers", False),
+        with_path=hp.get("with_path", False),
     )
     gpu = torch.cuda.is_available()
     trainer = L.Trainer(

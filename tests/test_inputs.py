@@ -62,12 +62,14 @@ def _by_scoring(rows, encoder, tmp_path, packed):
     return got
 
 
-def _by_training(rows, tokenizer, max_length, tmp_path, code_markers):
+def _by_training(rows, tokenizer, max_length, tmp_path, code_markers, with_path):
     folder = tmp_path / "labeled" / "train"
     folder.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist([{**r, "split": "train"} for r in rows]), folder / "python.parquet")
     units = local_units(labeled_files(tmp_path / "labeled", "train"), "train", unit_rows=50)
-    stream = LabeledStream("val", tokenizer, "full", max_length, 8, units=units, code_markers=code_markers)
+    stream = LabeledStream(
+        "val", tokenizer, "full", max_length, 8, units=units, code_markers=code_markers, with_path=with_path
+    )
     stream.split = "train"  # one pass over the rows, as for evaluation
     got = {}
     for batch in stream:
@@ -76,17 +78,19 @@ def _by_training(rows, tokenizer, max_length, tmp_path, code_markers):
     return got
 
 
-@pytest.mark.parametrize("max_length,code_markers", [(64, False), (512, False), (128, True)])
+@pytest.mark.parametrize(
+    "max_length,code_markers,with_path", [(64, False, False), (512, False, False), (128, True, True)]
+)
 def test_every_stage_gives_a_file_the_same_model_input(
-    tmp_path, tokenizer, sample_rows, max_length, code_markers
+    tmp_path, tokenizer, sample_rows, max_length, code_markers, with_path
 ):
-    encoder = InputEncoder(tokenizer, max_length, code_markers=code_markers)
+    encoder = InputEncoder(tokenizer, max_length, code_markers=code_markers, with_path=with_path)
     analysis, errors = encode_rows(sample_rows, encoder, get_label_set("full"))
     assert not errors and len(analysis) == len(sample_rows)
     want = {e.id: (e.input_ids, e.num_tokens, e.truncated) for e in analysis}
     assert _by_scoring(sample_rows, encoder, tmp_path / "padded", packed=False) == want
     assert _by_scoring(sample_rows, encoder, tmp_path / "packed", packed=True) == want
-    training = _by_training(sample_rows, tokenizer, max_length, tmp_path, code_markers)
+    training = _by_training(sample_rows, tokenizer, max_length, tmp_path, code_markers, with_path)
     assert training == {k: v[0] for k, v in want.items()}
     assert want["long"][2] and want["equals"][2] and len(want["blank-head"][0]) > 2
 
@@ -102,6 +106,14 @@ def test_num_tokens_counts_the_whole_files_content_tokens(tokenizer, sample_rows
     (long,) = [r for r in sample_rows if r["id"] == "long"]
     (x,) = encoder.encode([long["content"]])
     assert x.estimated and x.truncated and x.num_tokens > 10 * 64
+
+
+def test_the_path_goes_first_when_asked(tokenizer):
+    encoder = InputEncoder(tokenizer, 64, with_path=True)
+    (x,) = encoder.encode(["x = 1"], ["tests/test_a.py"])
+    assert tokenizer.decode(x.ids[1:-1]) == "tests / test _ a. py x = 1"
+    with pytest.raises(ValueError, match="pass the paths"):
+        encoder.encode(["x = 1"])
 
 
 def test_bad_content_is_an_error_not_an_exception(tokenizer):

@@ -43,7 +43,10 @@ def encode_rows(
     examples, errors = [], {}
     for start in range(0, len(rows), TOKENIZE_CHUNK):
         chunk = rows[start : start + TOKENIZE_CHUNK]
-        for i, (row, x) in enumerate(zip(chunk, encoder.encode([r["content"] for r in chunk]), strict=True)):
+        paths = [r.get("path") for r in chunk]
+        for i, (row, x) in enumerate(
+            zip(chunk, encoder.encode([r["content"] for r in chunk], paths), strict=True)
+        ):
             if x.error is not None:
                 errors[start + i] = x.error
                 continue

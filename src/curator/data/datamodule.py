@@ -37,7 +37,16 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"  # overrides a "true": see curato
 # worker's share exactly.
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
-READ_COLUMNS = ["id", "language", "content", QUALITY.name, STRUCTURED_DATA.name, CONTENT_TYPE, "split"]
+READ_COLUMNS = [
+    "id",
+    "language",
+    "path",
+    "content",
+    QUALITY.name,
+    STRUCTURED_DATA.name,
+    CONTENT_TYPE,
+    "split",
+]
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,7 @@ class LabeledStream(IterableDataset):
         pad_to_multiple_of: int = 1,
         packed: bool = False,
         code_markers: bool = False,
+        with_path: bool = False,
     ):
         if pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be 1 or more, got {pad_to_multiple_of}")
@@ -127,7 +137,7 @@ class LabeledStream(IterableDataset):
             raise ValueError("give either local units or a datasets IterableDataset")
         self.split = split
         self.tokenizer = tokenizer
-        self.encoder = InputEncoder(tokenizer, max_length, code_markers=code_markers)
+        self.encoder = InputEncoder(tokenizer, max_length, code_markers=code_markers, with_path=with_path)
         self.label_set = get_label_set(label_set)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -267,6 +277,7 @@ class CuratorDataModule(L.LightningDataModule):
         pad_to_multiple_of: int = 1,
         packed: bool = False,
         code_markers: bool = False,
+        with_path: bool = False,
         seed: int = 0,
     ):
         super().__init__()
@@ -296,6 +307,7 @@ class CuratorDataModule(L.LightningDataModule):
             pad_to_multiple_of=hp.pad_to_multiple_of,
             packed=hp.packed,
             code_markers=hp.code_markers,
+            with_path=hp.with_path,
             seed=hp.seed,
         )
         if _is_local(hp.root):

@@ -6,11 +6,14 @@ For the same file and the same settings every stage gets the same token ids, and
 1. text checks (`text_of`): null, binary (NUL bytes) or undecodable content is an error, never an exception;
 2. head cutting: only the first `max_chars` characters are tokenized (a 100 MB file costs what a small one
    does); a head that holds fewer tokens than the model takes is doubled until it does, up to 64 x max_chars;
-3. code markers (optional, `code_markers=True`): newlines and leading indentation become tokens of their own
+3. the file's path as a first line (optional, `with_path=True`): where a file lives says much of what it is
+   (tests/, dist/, a .d.ts, a migration), and the readers who labeled the files saw it too;
+   code markers (optional, `code_markers=True`): newlines and leading indentation become tokens of their own
    (`[unused0]`, `[unused1]`), for uncased WordPiece vocabularies that otherwise drop all whitespace;
 4. tokenizing without special tokens, then `prefix + ids[:room] + suffix`: what the tokenizer gives with
    truncation to max_length;
-5. `num_tokens`: the content tokens of the whole file (special tokens not counted), extrapolated from the head's
+5. `num_tokens`: the tokens of the model's text for the whole file (the path line, if any, and the content;
+   special tokens not counted), extrapolated from the head's
    characters per token when only a head was tokenized (`estimated`); `truncated`: the model did not see all of
    the file;
 6. batches: `pad` (right-padded to a width) or `pack` (every file's tokens end to end, and where each starts).
@@ -131,11 +134,19 @@ class ModelInput:
 class InputEncoder:
     """Files to `ModelInput`s, as described at the top of this module."""
 
-    def __init__(self, tokenizer, max_length: int, max_chars: int | None = None, code_markers: bool = False):
+    def __init__(
+        self,
+        tokenizer,
+        max_length: int,
+        max_chars: int | None = None,
+        code_markers: bool = False,
+        with_path: bool = False,
+    ):
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.max_chars = max_chars or max_length * HEAD_CHARS_PER_TOKEN
         self.code_markers = code_markers
+        self.with_path = with_path
         if code_markers:
             register_code_markers(tokenizer)
         # Where the special tokens go, learnt from the tokenizer itself ([CLS] x [SEP], <s> x </s>, ...).
@@ -162,14 +173,19 @@ class InputEncoder:
                     out.append(f"tokenizer failed: {type(e).__name__}: {str(e)[:200]}")
             return out
 
-    def encode(self, contents: list) -> list[ModelInput]:
+    def encode(self, contents: list, paths: list | None = None) -> list[ModelInput]:
+        """Model input of each file; with `with_path`, its path (in the repository) goes first, as a line."""
+        if self.with_path and paths is None:
+            raise ValueError("this model reads each file's path first (with_path): pass the paths")
         inputs: list[ModelInput] = []
         todo: list[tuple[ModelInput, str]] = []
-        for content in contents:
+        for i, content in enumerate(contents):
             text, error = text_of(content, self.max_chars)
             item = ModelInput(None, error=error)
             inputs.append(item)
             if error is None:
+                if self.with_path:
+                    text = f"{paths[i] or ''}\n{text}"
                 todo.append((item, text))
         heads = self._tokenize([self._text(t, self.max_chars) for _, t in todo]) if todo else []
         for (item, text), ids in zip(todo, heads, strict=True):

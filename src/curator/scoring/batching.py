@@ -122,7 +122,13 @@ def encode_rows(
     """RowInfos with model input for raw corpus rows; a row without an id gets `<id_prefix><row number>`."""
     rows = []
     for i, (raw, x) in enumerate(
-        zip(raw_rows, encoder.encode([r.get("content") for r in raw_rows]), strict=True)
+        zip(
+            raw_rows,
+            encoder.encode(
+                [r.get("content") for r in raw_rows], [r.get("max_stars_repo_path") for r in raw_rows]
+            ),
+            strict=True,
+        )
     ):
         row_id = raw.get("id")
         # The junk signals read the whole file (within their own size cap), not the model's head.

@@ -83,7 +83,7 @@ def predict_split(
     # The model input of training and scoring (curator.data.inputs), so the model sees each file as there.
     if max_length:
         trained.max_length = max_length
-    rows = df[["id", "language", "content", *ORDINAL_HEADS, CONTENT_TYPE]].to_dict("records")
+    rows = df[["id", "language", "path", "content", *ORDINAL_HEADS, CONTENT_TYPE]].to_dict("records")
     examples, errors = encode_rows(rows, trained.input_encoder(), labels)
     n = len(df)
     scores = {head: np.full(n, np.nan) for head in ORDINAL_HEADS}

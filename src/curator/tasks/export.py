@@ -45,6 +45,7 @@ def export_trained(
         "pooling": trained.model.pooling,
         "max_length": trained.max_length,
         "code_markers": trained.code_markers,
+        "with_path": trained.with_path,
         "source_checkpoint": src_ckpt.name,
     }
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")

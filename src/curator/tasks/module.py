@@ -47,6 +47,7 @@ class CuratorTask(L.LightningModule):
         packed: bool = False,
         freeze_layers: int = 0,
         code_markers: bool = False,
+        with_path: bool = False,
     ):
         super().__init__()
         if encoder_config is None:

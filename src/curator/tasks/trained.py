@@ -37,10 +37,11 @@ class TrainedModel:
     label_set: LabelSet
     max_length: int
     code_markers: bool = False  # newlines and indentation as tokens (see curator.data.inputs)
+    with_path: bool = False  # the file's path first (see curator.data.inputs)
 
     def input_encoder(self, max_chars: int | None = None) -> InputEncoder:
         """The model's input path: the same token ids for a file as in its training."""
-        return InputEncoder(self.tokenizer, self.max_length, max_chars, self.code_markers)
+        return InputEncoder(self.tokenizer, self.max_length, max_chars, self.code_markers, self.with_path)
 
 
 def _label_set_from(value: Any) -> LabelSet:
@@ -75,10 +76,18 @@ def _build(encoder_config: dict, label_set: LabelSet, pooling: str) -> CuratorCl
 
 
 def _finish(
-    model: CuratorClassifier, tokenizer, label_set: LabelSet, max_length, device, code_markers: bool
+    model: CuratorClassifier, tokenizer, label_set: LabelSet, max_length, device, inputs: dict
 ) -> TrainedModel:
+    """`inputs`: the input options the model was trained with (code_markers, with_path)."""
     max_length = int(max_length or max_model_tokens(model.encoder.config))
-    return TrainedModel(model.to(device).eval(), tokenizer, label_set, max_length, code_markers)
+    return TrainedModel(model.to(device).eval(), tokenizer, label_set, max_length, **inputs)
+
+
+def _input_options(saved: dict) -> dict:
+    return {
+        "code_markers": bool(saved.get("code_markers", False)),
+        "with_path": bool(saved.get("with_path", False)),
+    }
 
 
 def _read_checkpoint(path: Path) -> tuple[dict, dict]:
@@ -103,9 +112,9 @@ def _from_checkpoint(hp: dict, state: dict, device) -> TrainedModel:
     label_set = _label_set_from(hp["label_set"])
     model = _build(hp["encoder_config"], label_set, hp.get("pooling", "cls"))
     model.load_state_dict(state)
-    code_markers = bool(hp.get("code_markers", False))
-    tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"], code_markers)
-    return _finish(model, tokenizer, label_set, hp.get("max_length"), device, code_markers)
+    inputs = _input_options(hp)
+    tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"], inputs["code_markers"])
+    return _finish(model, tokenizer, label_set, hp.get("max_length"), device, inputs)
 
 
 def _load_exported(folder: Path, device) -> TrainedModel:
@@ -119,10 +128,10 @@ def _load_exported(folder: Path, device) -> TrainedModel:
     model = _build(cfg["encoder_config"], label_set, cfg["pooling"])
     load_model(model, str(folder / WEIGHTS_NAME))
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    code_markers = bool(cfg.get("code_markers", False))
-    if code_markers:
+    inputs = _input_options(cfg)
+    if inputs["code_markers"]:
         register_code_markers(tokenizer)
-    return _finish(model, tokenizer, label_set, cfg["max_length"], device, code_markers)
+    return _finish(model, tokenizer, label_set, cfg["max_length"], device, inputs)
 
 
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
