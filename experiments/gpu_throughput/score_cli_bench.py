@@ -1,111 +1,107 @@
-"""score.py end to end on a GPU machine: real source files (the machine's own site-packages), random-weight
-encoders (MiniLM-L6 and a unixcoder-base-shaped RoBERTa), the MiniLM tokenizer for both.
+"""`score.py` as users type it, beside the naive loop, in one run: useful tokens/s over the loop and over the whole
+wall clock (process start to exit: start-up, model loading and compiling included).
 
-    COPIES=3 EXTRA="--rows-per-part 1000 --window 1024" python experiments/gpu_throughput/score_cli_bench.py 14:131072
+    python experiments/gpu_throughput/score_cli_bench.py --files 240000 --max-lengths 512 1024 --out results/
 
-Each argument is WORKERS:TOKENS_PER_BATCH; every run is a fresh `score.py` process, timed from its own log.
+Corpus and model as in experiments/multi_gpu/check_scoring.py: the shipped sample's real files (8 languages)
+repeated to --files, a unixcoder-base-shaped encoder (random weights: speed does not depend on them) saved as a
+checkpoint with its max_length. `score.py --model CKPT --corpus C --out S` is run with no other flag, so its
+defaults (workers, window, part size, batch budget, compile) are what is measured. The naive loop (fp32, eager
+attention, batch 16 padded to max_length, tokenizer in the loop) runs on --naive-files of the same files, in the
+same process as the model build. Useful tokens: real tokens the model saw (the score files' num_tokens, capped at
+max_length, plus the two special tokens).
 """
 
-import glob
+from __future__ import annotations
+
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-sys.path.insert(0, "src")
-from curator.hub import resolve_model_path
-from curator.models import CuratorClassifier, build_encoder
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "experiments" / "gpu_throughput"))
+sys.path.insert(0, str(REPO / "experiments" / "multi_gpu"))
+sys.path.insert(0, str(REPO / "src"))
 
-tok = resolve_model_path("minilm")
-work = Path("/tmp/bench")
-work.mkdir(exist_ok=True)
-files = sorted(glob.glob(f"{os.path.dirname(torch.__file__)}/../**/*.py", recursive=True))
-rows = []
-for i, f in enumerate(files[:20000]):
-    rows.append(
-        {
-            "id": str(i),
-            "content": open(f, errors="replace").read(),
-            "max_stars_repo_path": f,
-            "max_stars_repo_name": "x",
-            "max_stars_count": 0,
-        }
-    )
-copies = int(os.environ.get("COPIES", "1"))  # a longer run, so that the steady state outweighs the start
-rows = [{**r, "id": f"{c}-{r['id']}"} for c in range(copies) for r in rows]
-print("files", len(rows), "mean chars", sum(len(r["content"]) for r in rows) / len(rows))
-(work / "corpus/python").mkdir(parents=True, exist_ok=True)
-for s in range(24):
-    pq.write_table(pa.Table.from_pylist(rows[s::24]), work / f"corpus/python/train-{s:05d}.parquet")
+import bench  # noqa: E402
+from check_scoring import build_checkpoint  # noqa: E402
+
+from curator.tasks.trained import load_trained  # noqa: E402
 
 
-def ckpt(name, cfg):
-    enc = build_encoder(tok, pretrained=False, config=cfg)
-    m = CuratorClassifier(enc, 9)
-    hp = {
-        "encoder": tok,
-        "encoder_config": enc.config.to_dict(),
-        "tokenizer": tok,
-        "label_set": "full",
-        "pooling": "cls",
-        "max_length": 512,
+def score_cli(ckpt: Path, corpus: Path, out: Path, log: Path, max_length: int) -> dict:
+    t = time.perf_counter()
+    with open(log, "w") as fh:
+        rc = subprocess.run([sys.executable, "score.py", "--model", str(ckpt), "--corpus", str(corpus), "--out",
+                             str(out), "--no-progress"], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode  # fmt: skip
+    wall = time.perf_counter() - t
+    text = log.read_text()
+    loop = re.search(r"scored in ([\d.]+) s", text)
+    times = re.search(r"time: (.*)", text)
+    n = pq.read_table(sorted(out.rglob("*.parquet")), columns=["num_tokens"]).column("num_tokens").to_pylist()
+    useful = sum(min(k + 2, max_length) for k in n if k is not None)
+    loop_s = float(loop[1]) if loop else float("nan")
+    return dict(rc=rc, files=len(n), useful_tokens=useful, wall_s=wall, loop_s=loop_s,
+                tokens_per_s_loop=useful / loop_s, tokens_per_s_wall=useful / wall,
+                time_line=times[1] if times else None)  # fmt: skip
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--files", type=int, default=240_000)
+    p.add_argument("--naive-files", type=int, default=2_000)
+    p.add_argument("--max-lengths", type=int, nargs="+", default=[512, 1024])
+    p.add_argument("--work", type=Path, default=Path("/tmp/score_cli_bench"))
+    p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
+    p.add_argument("--smoke", action="store_true", help="tiny model on the CPU: check the script")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    dev = "cpu" if args.smoke else "cuda"
+    texts, langs = bench.load_texts(args.files)
+    corpus = args.work / "corpus"
+    if not corpus.exists():
+        bench.write_corpus(texts, langs, corpus, shards_per_lang=16)
+    res = {
+        "files": args.files,
+        "gpu": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
+        "cpus": os.cpu_count(),
     }
-    torch.save(
-        {"state_dict": {f"model.{k}": v for k, v in m.state_dict().items()}, "hyper_parameters": hp},
-        work / name,
+    for L in args.max_lengths:
+        ckpt = build_checkpoint(args.work / f"model{L}", args.smoke, dev, max_length=L)
+        trained = load_trained(ckpt, device=dev)
+        naive_model = trained.model.float().eval()
+        naive_model.encoder.config._attn_implementation = "eager"
+        bench.score_naive(naive_model, trained.tokenizer, texts[:64], L, dev)  # warm-up
+        naive = bench.score_naive(naive_model, trained.tokenizer, texts[: args.naive_files], L, dev)
+        naive["tokens_per_s"] = naive["useful_tokens"] / naive["seconds"]
+        del naive_model, trained
+        if dev == "cuda":
+            torch.cuda.empty_cache()
+        cli = score_cli(ckpt, corpus, args.work / f"scores{L}", args.out / f"score_cli_len{L}.log", L)
+        res[f"len{L}"] = {"naive": naive, "score.py": cli,
+                          "speedup_loop": cli["tokens_per_s_loop"] / naive["tokens_per_s"],
+                          "speedup_wall": cli["tokens_per_s_wall"] / naive["tokens_per_s"]}  # fmt: skip
+        print(json.dumps({f"len{L}": res[f"len{L}"]}, indent=1), flush=True)
+        (args.out / "score_cli_bench.json").write_text(json.dumps(res, indent=1))
+    print(
+        "\n| max_length | naive tokens/s | score.py tokens/s (loop) | score.py tokens/s (wall) | loop x | wall x |"
     )
-    return str(work / name)
+    print("|---:|---:|---:|---:|---:|---:|")
+    for L in args.max_lengths:
+        r = res[f"len{L}"]
+        print(f"| {L} | {r['naive']['tokens_per_s']:,.0f} | {r['score.py']['tokens_per_s_loop']:,.0f} | "
+              f"{r['score.py']['tokens_per_s_wall']:,.0f} | {r['speedup_loop']:.1f} | {r['speedup_wall']:.1f} |")  # fmt: skip
+    return 0
 
 
-minilm = json.load(open(Path(tok) / "config.json"))
-roberta = {
-    "model_type": "roberta",
-    "vocab_size": 51416,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "max_position_embeddings": 1026,
-    "type_vocab_size": 10,
-    "pad_token_id": 1,
-}
-models = {"minilm": ckpt("minilm.ckpt", minilm), "unixcoder-shaped": ckpt("roberta.ckpt", roberta)}
-for name, path in models.items():
-    for workers, budget in [(int(a), int(b)) for a, b in (x.split(":") for x in sys.argv[1:])]:
-        out = work / f"out-{name}-{workers}-{budget}"
-        t = time.time()
-        r = subprocess.run(
-            [
-                sys.executable,
-                "score.py",
-                "--model",
-                path,
-                "--corpus",
-                str(work / "corpus"),
-                "--out",
-                str(out),
-                "--num-workers",
-                str(workers),
-                "--tokens-per-batch",
-                str(budget),
-                "--no-progress",
-                *os.environ.get("EXTRA", "").split(),
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": "src"},
-        )
-        line = [x for x in r.stderr.splitlines() if "files/s" in x or "Error" in x]
-        print(
-            name,
-            f"workers={workers} budget={budget}",
-            line[-1] if line else r.stderr[-2000:],
-            f"wall {time.time() - t:.1f}s",
-            flush=True,
-        )
+if __name__ == "__main__":
+    sys.exit(main())

@@ -136,7 +136,7 @@ def table(results: list[dict]) -> str:
             lines.append(f"| {recipe} | {data} | 0 of {len(rs)} ran | | " + " | " * (2 + len(KEYS)))
             continue
 
-        def cell(view, k):
+        def cell(view, k, ok=ok):
             v = np.array([r[view][k] for r in ok])
             return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
 
