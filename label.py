@@ -10,20 +10,27 @@ Examples:
         --base-url http://localhost:8000/v1 --concurrency 64 --rps 0 --yes
     # the transparent heuristic labeler, offline
     python label.py data/sampled --out data/labeled-heuristic --labeler heuristic
+    # submit batches and return; each later run collects what ended and submits what is left
+    python label.py data/sampled --out data/labeled --mode batch --no-wait --yes
+    # after fixing what made files fail (a wrong --base-url, say): give them their attempts again
+    python label.py data/sampled --out data/labeled --mode online --base-url http://localhost:8000/v1 \\
+        --retry-failed --yes
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import logging
 import sys
 from pathlib import Path
 
+from curator.data.corpus import corpus_files
 from curator.labeling import cost
-from curator.labeling.llm import JudgeConfig
+from curator.labeling.heuristic.corpus import format_summary, label_corpus_heuristic
+from curator.labeling.judge import JudgeConfig, JudgeError
+from curator.labeling.llm import label_corpus_llm
 
 log = logging.getLogger("label")
 
@@ -31,14 +38,23 @@ _J = JudgeConfig()
 _P = cost.Prices()
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except None: an option without a default says in its help what happens."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Label a corpus (StarCoderData layout, e.g. the output of sample.py) for training. "
         "Writes <out>/<split>/<language>.parquet and <out>/summary.{md,json}; keeps its resumable state "
-        "in <out>/work/, so running the same command again skips what is labeled and retries what failed.",
+        "in <out>/work/, so running the same command again skips what is labeled and retries what failed "
+        "(up to --max-retries; --retry-failed for files whose attempts are used up). Ctrl-C stops; the "
+        "same command resumes.",
         epilog="The API key is read from $OPENAI_API_KEY (or the variable named by --api-key-env), never "
         "from a flag, and is never written anywhere. The base URL defaults to $OPENAI_BASE_URL.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("corpus", type=Path, help="corpus root: <corpus>/<language>/*.parquet or *.jsonl")
     p.add_argument("--out", type=Path, required=True, help="output folder for labeled shards and state")
@@ -84,7 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_J.max_retries,
         help="retries per file after a failed attempt (HTTP error, bad answer); a file that "
-        "failed more often is left out until this is raised",
+        "failed more often is left out, unless --retry-failed",
+    )
+    j.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="give files whose attempts earlier runs used up --max-retries + 1 attempts again "
+        "(after fixing what made them fail: a wrong --base-url, a server that was down)",
     )
     j.add_argument("--timeout", type=float, default=_J.timeout, help="seconds per request")
     j.add_argument("--temperature", type=float, help="sampling temperature (not sent unless given)")
@@ -122,7 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--poll-interval", type=float, default=_J.poll_interval, help="seconds between status polls"
     )
-    b.add_argument("--no-wait", action="store_true", help="submit the batches and exit; run again to collect")
+    b.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="collect the batches that ended, submit what is left, and exit without waiting; run again to "
+        "collect the rest",
+    )
     b.add_argument(
         "--max-rounds",
         type=int,
@@ -131,8 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     c = p.add_argument_group("cost")
-    c.add_argument("--price-input", type=float, default=_P.input_per_m, help="USD per 1M input tokens")
-    c.add_argument("--price-output", type=float, default=_P.output_per_m, help="USD per 1M output tokens")
+    c.add_argument(
+        "--price-input",
+        type=float,
+        help="USD per 1M input tokens (default: the list price of --model, if it is an OpenAI model "
+        f"in the built-in table: {', '.join(cost.LIST_PRICES)})",
+    )
+    c.add_argument(
+        "--price-output", type=float, help="USD per 1M output tokens (default: the list price of --model)"
+    )
     c.add_argument(
         "--batch-discount",
         type=float,
@@ -180,31 +214,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def judge_config(args: argparse.Namespace) -> JudgeConfig:
-    prices = cost.Prices(args.price_input, args.price_output, args.batch_discount, args.output_tokens)
+    prices = cost.prices_for(
+        args.model, args.price_input, args.price_output, args.batch_discount, args.output_tokens
+    )
     fields = {f.name for f in dataclasses.fields(JudgeConfig)} - {"prices", "wait"}
     return JudgeConfig(**{k: getattr(args, k) for k in fields}, wait=not args.no_wait, prices=prices)
 
 
 def run_heuristic(args: argparse.Namespace) -> int:
-    try:
-        heuristic = importlib.import_module("curator.labeling.heuristic")
-    except ModuleNotFoundError:
-        print("error: the heuristic labeler (curator.labeling.heuristic) is not installed", file=sys.stderr)
-        return 2
-    heuristic.label_corpus_heuristic(args.corpus, args.out)
+    summary = label_corpus_heuristic(args.corpus, args.out, languages=args.languages, limit=args.limit)
+    print(format_summary(summary))
+    print(f"wrote {len(summary['files'])} shards under {args.out}")
+    if summary["rows"] == 0 and summary["errors"]:
+        print(f"error: no file could be labeled; see {args.out / 'errors.jsonl'}", file=sys.stderr)
+        return 1
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if args.labeler == "heuristic":
-        return run_heuristic(args)
-    from curator.labeling.llm import MissingKeyError, label_corpus_llm
-    from curator.labeling.online import AuthError
-
+def run_llm(args: argparse.Namespace) -> int:
     cfg = judge_config(args)
     if cfg.max_chars < 1:
         print("error: --max-chars must be positive", file=sys.stderr)
@@ -231,10 +258,31 @@ def main(argv: list[str] | None = None) -> int:
     except cost.NotConfirmed as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (MissingKeyError, AuthError) as e:
+    except JudgeError as e:  # a missing or refused key, no server, every file failed: one line, no key
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        corpus_files(args.corpus, args.languages)  # before anything is written: a wrong path writes nothing
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return run_heuristic(args) if args.labeler == "heuristic" else run_llm(args)
+    except KeyboardInterrupt:
+        # Every label that arrived is on disk (online: appended as it came; batch: the manifest).
+        print(
+            f"\ninterrupted; what was labeled is kept in {args.out}. Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ Faults are triggered by markers in a file's content, so they stay attached to a 
 
 Batch behaviour is set on the server object: `polls_to_finish`, `expire_next` (the next N batches expire
 with a third of their requests answered, a third in the error file as `batch_expired`, the rest absent).
+Server-wide faults: `delay` (seconds before each chat answer, a slow server), `fail_all` (every chat request
+gets HTTP 500, a server in trouble), `echo_key` (a 401 repeats the key it was given, as some servers do).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class FakeOpenAI:
         self.batched_ids = Counter()  # custom_id -> times it was put in a batch
         self.polls_to_finish = 2
         self.expire_next = 0
+        self.delay = 0.0
+        self.fail_all = False
+        self.echo_key = False
         self._ids = itertools.count(1)
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.httpd.daemon_threads = True
@@ -86,11 +91,15 @@ class FakeOpenAI:
         if fmt.get("type") != "json_schema" or not fmt.get("json_schema", {}).get("strict"):
             raise HTTPFault(400, "this judge requires a strict json_schema response_format")
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        if self.delay:
+            time.sleep(self.delay)
         key = hashlib.sha256(user.encode()).hexdigest()
         with self.lock:
             self.calls[key] += 1
             self.chat_requests += 1
             first = self.calls[key] == 1
+        if self.fail_all:
+            raise HTTPFault(500, "the server is in trouble")
         if first and "FAULT_429_ONCE" in user:
             raise HTTPFault(429, "rate limited", {"retry-after": "0"})
         if first and "FAULT_500_ONCE" in user:
@@ -234,8 +243,9 @@ class FakeOpenAI:
             def _dispatch(self, method: str):
                 body = self._body() if method == "POST" else b""
                 try:
-                    if self.headers.get("Authorization") != f"Bearer {server.api_key}":
-                        raise HTTPFault(401, "invalid api key")
+                    given = self.headers.get("Authorization") or ""
+                    if given != f"Bearer {server.api_key}":
+                        raise HTTPFault(401, "invalid api key" + (f": {given}" if server.echo_key else ""))
                     path = self.path.split("?")[0].rstrip("/")
                     parts = path.split("/")
                     if method == "POST" and path == "/v1/chat/completions":

@@ -1,5 +1,9 @@
 """The heuristic labeler: each rule on small real-looking files, valid labels, reasons, the corpus writer."""
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -7,8 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from curator.data import shards
-from curator.labeling.heuristic import label_file
-from curator.labeling.label_corpus import label_corpus_heuristic
+from curator.data.corpus import iter_corpus
+from curator.labeling.heuristic import label_corpus_heuristic, label_file
+from curator.labeling.heuristic.content_type import CONTENT_TYPE_RULES
+from curator.labeling.heuristic.doc import render
+from curator.labeling.heuristic.facts import compute_facts
+from curator.labeling.heuristic.labeler import NotLabeled, capped, label_bounded
+from curator.labeling.heuristic.quality import QUALITY_RULES
 from curator.labels import validate_labels
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -590,3 +599,173 @@ def test_shipped_heuristic_labels_are_valid_and_split_by_repo():
         assert r["label_reasons"]
         splits_of_repo.setdefault(r["repo"], set()).add(r["split"])
     assert all(len(s) == 1 for s in splits_of_repo.values())
+
+
+# -- every rule on a real file of the shipped sample -----------------------------------------------------------
+# (rule, id of a data/sample file it fires on, a fragment of its reason). The smallest such file of the sample.
+RULE_EXAMPLES = [
+    ("is_generated", "2819b9d59e0addec351786f65c2cb5b82bbf1ca4", "(.d.ts)"),  # date-fns fp/formatISO9075.d.ts
+    ("is_test", "bcb8294ca0962886b0bbc021ad12101596bf33f7", "test: in folder tests/"),  # sqlparse
+    ("is_config", "6841abe798197fa21623a09ef23f7969508278c9", "config: SQL schema"),  # pg_cron upgrade
+    ("is_data", "7105b53e80a8fb2c083da278ee6f5344d99aadaa", "literal rows"),  # webpack NodeTargetPlugin.js
+    ("is_tutorial", "f849d05854b6c333700a63fd8e9e35015e9cf74f", "tutorial: in folder examples/"),  # flask
+    ("is_script", "06db2f15f706f1b1e04306ce8b4271fee0ebf0c8", "script: shell script"),  # bats-file load.bash
+    ("is_application", "f88a00a4dad6a550fb4d42e7f0f84d5d3fa974e5", "'func main()'"),  # go-sqlite3 example
+    ("is_library", "06a2be057729304cf8ff94e86daef6f9996a6a95", "SQL functions/procedures"),  # semver upgrade
+    ("is_js_top_level_script", "d5133cbd9b8bbacb47b2011331743b0c750b10c4", "without exports"),  # core-js
+    (
+        "q_parse",
+        "6db0122c1f4784571d265393a16503546dd67376",
+        "parse error (SyntaxError line 9)",
+    ),  # scrapy .tmpl
+    (
+        "q_minified",
+        "6aae023591efc692873c8f6e1cc60aebef29fe63",
+        "minified: longest line 1756",
+    ),  # webpack check.js
+    (
+        "q_encoding",
+        "f9da542b4fd45fa6a3e0bc793ed5e61896ce4e20",
+        "encoding debris",
+    ),  # click tests/test_types.py
+    ("q_tiny", "06a2be057729304cf8ff94e86daef6f9996a6a95", "tiny file (4 code lines)"),
+    (
+        "q_no_comments",
+        "e5c34f664c114f6a7e79e99141c36ca53aab1136",
+        "no comments or docstrings",
+    ),  # json-iterator
+    (
+        "q_names",
+        "b374504826d142a8ac6e27d80f7d7907a53a0106",
+        "short names (8/29 single-letter",
+    ),  # uuid json_test.go
+    (
+        "q_todos",
+        "3c7caf94d7ac8e5cc11632fda703da24efee8422",
+        "3 TODO/FIXME/XXX markers",
+    ),  # protobuf kokoro script
+    (
+        "q_commented_code",
+        "406709f3402d2433756d4008e95948cfc2b4de79",
+        "8 lines of commented-out code",
+    ),  # type-fest
+    ("q_magic_numbers", "4d3633e70befef47e0c31f8c4a0a392aac0fc0a6", "magic numbers (33"),  # uuid parse.js
+    (
+        "q_long_function",
+        "db8dae7ebd868f0c566cefa36738dc61641633e7",
+        "very long function (152 lines)",
+    ),  # tanstack
+    (
+        "q_duplicates",
+        "e21cca1989763d2983fbf2a55857cc7b5510fa19",
+        "copy-pasted blocks (26/37",
+    ),  # axios index.js
+    ("q_documented", "e5f70e6e31f38f6e662865e7264247ed502cff9d", "documented (3/3 definitions"),  # plproxy
+    (
+        "q_exemplary",
+        "2d154b42acef82ef0bd86f4927bf2809cb04791b",
+        "exemplary (documented, error handling",
+    ),  # git-paste
+]
+
+
+@pytest.fixture(scope="module")
+def sample_rows():
+    return {str(r["id"]): r for r in iter_corpus(REPO_ROOT / "data" / "sample")}
+
+
+def test_every_rule_has_a_real_example():
+    rules = {rule.__name__ for _, rule in CONTENT_TYPE_RULES} | {rule.__name__ for rule in QUALITY_RULES}
+    assert {name for name, _, _ in RULE_EXAMPLES} == rules
+
+
+@pytest.mark.parametrize("rule_name, id_, reason", RULE_EXAMPLES, ids=[r[0] for r in RULE_EXAMPLES])
+def test_rule_on_a_real_file(sample_rows, rule_name, id_, reason):
+    row = sample_rows[id_]
+    result = label(row["content"], row["max_stars_repo_path"], row["language"])
+    assert any(reason in r for r in result.reasons), result.reasons
+    content_types = {rule.__name__: name for name, rule in CONTENT_TYPE_RULES}
+    if rule_name in content_types:  # the rule decided the content type: its reason comes first
+        assert result.content_type == content_types[rule_name] and reason in result.reasons[0]
+    else:
+        rule = next(r for r in QUALITY_RULES if r.__name__ == rule_name)
+        hit = rule(compute_facts(row["content"], row["max_stars_repo_path"], row["language"]))
+        assert hit is not None and reason in hit[1]
+
+
+def test_rules_doc_is_rendered_from_the_rules():
+    committed = (REPO_ROOT / "docs" / "heuristic_labeler.md").read_text()
+    assert committed == render(), "run: python -m curator.labeling.heuristic.doc > docs/heuristic_labeler.md"
+    for rule in QUALITY_RULES:
+        assert f"| `{rule.__name__}` | {rule.delta}" in committed
+
+
+# -- bounds ------------------------------------------------------------------------------------------------------
+def test_a_file_over_the_size_cap_is_analysed_on_its_head(sample_rows):
+    row = sample_rows["e21cca1989763d2983fbf2a55857cc7b5510fa19"]  # axios index.js, 681 chars
+    big = row["content"] * 2000  # 1.36M characters
+    result = label(big, "index.js", "javascript")
+    assert result.reasons[0].startswith("size cap: analysed the first ")
+    assert f"of {len(big):,} characters" in result.reasons[0]
+    text, why = capped(big, 10_000)
+    assert len(text) <= 10_000 and text.endswith("\n") and why
+    assert capped(row["content"], 10_000) == (row["content"], None)
+
+
+def test_null_nul_and_slow_files_are_not_labeled(sample_rows):
+    row = sample_rows["e21cca1989763d2983fbf2a55857cc7b5510fa19"]
+    with pytest.raises(NotLabeled, match="null"):
+        label_bounded(None, "a.py", "python")
+    with pytest.raises(NotLabeled, match="NUL bytes"):
+        label_bounded("import os\x00\x00\x01", "a.py", "python")
+    # 500K characters take a good part of a second to label: far over a limit of 10 ms.
+    with pytest.raises(NotLabeled, match="time limit of 0.01 s"):
+        label_bounded(row["content"] * 700, "index.js", "javascript", time_limit_s=0.01)
+    assert label_bounded(row["content"], "index.js", "javascript").quality >= 1
+
+
+def write_corpus(root: Path, language: str, rows: list[dict]) -> None:
+    (root / language).mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), root / language / "part-00000.parquet")
+
+
+def test_corpus_run_writes_errors_apart_and_stays_bounded_on_a_huge_file(tmp_path, sample_rows):
+    """A 30 MB file (a real file repeated) is labeled in seconds and bounded memory; null and NUL-byte rows are
+    errors with a reason, not labeled files. Run as a user runs it, in a process of its own."""
+    real = sample_rows["e21cca1989763d2983fbf2a55857cc7b5510fa19"]
+    base = {"max_stars_repo_name": "npm/axios", "max_stars_count": 1}
+    rows = [
+        {**base, "id": "huge", "content": real["content"] * 44_000, "max_stars_repo_path": "huge.js"},
+        {**base, "id": "null", "content": None, "max_stars_repo_path": "null.js"},
+        {**base, "id": "nul", "content": "var a = 1;\x00\x00", "max_stars_repo_path": "nul.js"},
+        {**base, "id": "ok", "content": real["content"], "max_stars_repo_path": "index.js"},
+    ]
+    write_corpus(tmp_path / "corpus", "javascript", rows)
+    out = tmp_path / "out"
+    # Peak memory from VmHWM: ru_maxrss would carry the forking pytest process's size across exec.
+    code = (
+        "import re, sys, runpy; sys.argv = ['heuristic', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('curator.labeling.heuristic', run_name='__main__')\n"
+        "finally:\n    status = open('/proc/self/status').read()\n"
+        "    print('maxrss_kb', re.search(r'VmHWM:\\s*(\\d+)', status).group(1))\n"
+    )
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--corpus", str(tmp_path / "corpus"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    maxrss_mb = int(proc.stdout.split("maxrss_kb")[-1]) / 1024
+    # Bounded: ~2 s and ~430 MB (the 30 MB row is held by pyarrow and Python). Unbounded (--max-chars 1e8
+    # --time-limit 0): ~17 s and ~830 MB, growing with the file (4.4 GB for a 100 MB one).
+    assert maxrss_mb < 600 and seconds < 10, (maxrss_mb, seconds)
+    labeled = {r["id"]: r for f in shards.labeled_files(out) for r in pq.read_table(f).to_pylist()}
+    assert set(labeled) == {"huge", "ok"}
+    assert labeled["huge"]["label_reasons"][0].startswith("size cap: analysed the first")
+    errors = {e["id"]: e for e in map(json.loads, (out / "errors.jsonl").read_text().splitlines())}
+    assert errors["null"]["error"] == "no content (null)" and "NUL bytes" in errors["nul"]["error"]
+    assert set(errors) == {"null", "nul"} and errors["nul"]["path"] == "nul.js"
+    assert "2 files not labeled" in proc.stdout

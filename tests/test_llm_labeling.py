@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import io
 import json
 import logging
 import math
-import sys
-import types
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +18,8 @@ from fake_openai_server import FakeOpenAI, fake_labels
 from curator import labels
 from curator.data import shards
 from curator.labeling import batch, cost, prompt
-from curator.labeling.llm import Callbacks, JudgeConfig, label_corpus_llm
+from curator.labeling.judge import AllFailed, Callbacks, JudgeConfig
+from curator.labeling.llm import label_corpus_llm
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-curator-test-7d1f0c9e4b2a86"
@@ -222,10 +221,19 @@ def test_online_with_faults(server, tmp_path):
     before = server.chat_requests
     label_corpus_llm(corpus, out, config(server, max_chars=60), mode="online", yes=True)
     assert server.chat_requests == before
-    # Raising the retry count gives the exhausted file more attempts, and still no label.
-    label_corpus_llm(corpus, out, config(server, max_chars=60, max_retries=3), mode="online", yes=True)
+    # Raising the retry count gives the exhausted file more attempts, and still no label: a run in which
+    # every file sent failed is an error.
+    with pytest.raises(AllFailed, match="none of the 2 files sent got a label"):
+        label_corpus_llm(corpus, out, config(server, max_chars=60, max_retries=3), mode="online", yes=True)
     assert server.chat_requests == before + 2
     assert sorted(f["attempt"] for f in failures(out) if f["id"] == "go-6") == [1, 2, 3, 4]
+    # --retry-failed gives it max_retries + 1 more.
+    with pytest.raises(AllFailed):
+        label_corpus_llm(
+            corpus, out, config(server, max_chars=60, retry_failed=True), mode="online", yes=True
+        )
+    assert server.chat_requests == before + 2 + 2 * 3
+    assert sorted(f["attempt"] for f in failures(out) if f["id"] == "go-6") == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_online_crash_and_resume(server, tmp_path):
@@ -279,9 +287,13 @@ def test_batch_with_error_file_expiry_and_bad_answers(server, tmp_path):
         reasons["batch error"] >= 1 and reasons["batch expired"] >= 1
     )  # expired: in the error file, or absent
     assert reasons["http 500"] == 2 and reasons["http 429"] == 2 and reasons["malformed JSON"] == 2
-    # The always-wrong files had max_retries + 1 attempts each (an expired one counts as an attempt).
+    # The always-wrong files had max_retries + 1 attempts each, run by the server; a request of theirs that
+    # expired unrun (go-3, in the expired part of the first batch) is recorded but is no attempt.
+    src = corpus_rows(corpus)
     for id_ in ("go-3", "python-3"):
-        assert sorted(f["attempt"] for f in failures(out) if f["id"] == id_) == [1, 2, 3]
+        assert sorted(f["attempt"] for f in failures(out) if f["id"] == id_ and f["attempt"]) == [1, 2, 3]
+        assert server.calls[hashlib.sha256(prompt.user_message(src[id_]).encode()).hexdigest()] == 3
+    assert [f["attempt"] for f in failures(out) if f["id"] == "go-3" and "expired" in f["reason"]] == [None]
     assert 4 <= reasons["invalid labels"] <= 6
     assert summary["totals"]["labeled"] == 16 and summary["totals"]["failed"] == 2
     assert not list((out / "work" / "requests").glob("*.jsonl"))  # request files go once collected
@@ -338,7 +350,8 @@ def test_batch_crash_between_create_and_manifest_finds_the_batch(server, tmp_pat
 def test_batch_no_wait_then_collect(server, tmp_path):
     corpus = make_corpus(tmp_path / "corpus", n=4)
     out = tmp_path / "out"
-    assert label_corpus_llm(corpus, out, config(server, wait=False), mode="batch", yes=True) is None
+    summary = label_corpus_llm(corpus, out, config(server, wait=False), mode="batch", yes=True)
+    assert summary["totals"]["labeled"] == 0
     assert len(server.batches) == 2 and not result_ids(out)
     # The next run estimates nothing to send and collects the running batches.
     summary = label_corpus_llm(
@@ -366,60 +379,3 @@ def test_api_key_never_reaches_disk_or_logs(server, tmp_path, caplog, capsys):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
-
-
-# -- the CLI -------------------------------------------------------------------------------------------------
-def load_cli():
-    spec = importlib.util.spec_from_file_location("label_cli", ROOT / "label.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
-
-
-def test_label_cli(server, tmp_path, capsys, monkeypatch):
-    cli = load_cli()
-    corpus = make_corpus(tmp_path / "corpus", n=3)
-    out = tmp_path / "out"
-    common = [str(corpus), "--out", str(out), "--base-url", server.base_url, "--model", MODEL, "--rps", "0"]
-
-    assert cli.main([*common, "--dry-run"]) == 0
-    assert "To send: 6 requests" in capsys.readouterr().out and server.chat_requests == 0
-
-    monkeypatch.setattr(sys, "stdin", io.StringIO())  # no terminal, no --yes: refuse
-    assert cli.main([*common, "--mode", "online"]) == 2
-    assert "pass --yes" in capsys.readouterr().err and server.chat_requests == 0
-
-    cfg_file = tmp_path / "label.yaml"
-    cfg_file.write_text("yes: true\nmode: online\nmax_chars: 50\n")
-    assert cli.main([*common, "--config", str(cfg_file)]) == 0
-    assert len(read_labeled(out)) == 6 and server.chat_requests == 6
-    assert_labels_right(out, corpus, max_chars=50)
-
-    monkeypatch.delenv("OPENAI_API_KEY")
-    monkeypatch.setenv("MY_JUDGE_KEY", "wrong")
-    assert (
-        cli.main(
-            [
-                *common,
-                "--out",
-                str(tmp_path / "o2"),
-                "--mode",
-                "online",
-                "--yes",
-                "--api-key-env",
-                "MY_JUDGE_KEY",
-            ]
-        )
-        == 1
-    )
-    assert "refused the key" in capsys.readouterr().err
-
-
-def test_label_cli_heuristic(tmp_path, monkeypatch):
-    cli = load_cli()
-    calls = []
-    fake = types.ModuleType("curator.labeling.heuristic")
-    fake.label_corpus_heuristic = lambda corpus_root, out_dir: calls.append((corpus_root, out_dir))
-    monkeypatch.setitem(sys.modules, "curator.labeling.heuristic", fake)
-    assert cli.main([str(tmp_path / "c"), "--out", str(tmp_path / "o"), "--labeler", "heuristic"]) == 0
-    assert calls == [(tmp_path / "c", tmp_path / "o")]

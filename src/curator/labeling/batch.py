@@ -14,21 +14,31 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import openai
 from tqdm.auto import tqdm
 
 from curator.labeling import prompt
-from curator.labeling.llm import Callbacks, JudgeConfig, label_record, make_client
-from curator.labeling.store import LabelStore, failure_record
+from curator.labeling.judge import (
+    AuthError,
+    Callbacks,
+    JudgeConfig,
+    JudgeError,
+    Unreachable,
+    label_record,
+    make_client,
+    redact_url,
+)
+from curator.labeling.store import LabelStore, failure_record, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = ("completed", "expired", "cancelled", "failed")
+EXPIRED_CODE = "batch_expired"  # the error code of a request its batch did not run in the window
 
 
 class Manifest:
@@ -37,10 +47,7 @@ class Manifest:
         self.entries: list[dict] = json.loads(self.path.read_text())["batches"] if self.path.exists() else []
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"batches": self.entries}, indent=1))
-        os.replace(tmp, self.path)
+        write_text_atomic(json.dumps({"batches": self.entries}, indent=1), self.path)
 
     def active(self) -> list[dict]:
         return [e for e in self.entries if e["state"] != "collected"]
@@ -105,10 +112,7 @@ class BatchRunner:
         for lines in chunk_requests(rows, self.cfg):
             name = f"b{len(self.manifest.entries):05d}-{time.strftime('%Y%m%d-%H%M%S')}"
             path = self.work_dir / "requests" / f"{name}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(b"".join(lines))
-            os.replace(tmp, path)
+            write_text_atomic(b"".join(lines), path)
             entry = {
                 "name": name,
                 "request_file": str(path.relative_to(self.work_dir)),
@@ -173,24 +177,34 @@ class BatchRunner:
         return None
 
     # -- wait and collect -----------------------------------------------------------------------------------
+    def poll(self, entries: list[dict]) -> list[dict]:
+        """Check each batch once and collect those that ended; returns those still running."""
+        running = []
+        for entry in entries:
+            b = self.client.batches.retrieve(entry["batch_id"])
+            entry["status"] = b.status
+            counts = b.request_counts
+            entry["done"] = (counts.completed + counts.failed) if counts else 0
+            if b.status in TERMINAL:
+                self.collect(entry, b)
+                entry["done"] = entry["requests"]
+            else:
+                running.append(entry)
+        self.manifest.save()
+        return running
+
+    def submitted(self) -> list[dict]:
+        return [e for e in self.manifest.active() if e["state"] == "submitted"]
+
     def wait_and_collect(self) -> None:
-        active = [e for e in self.manifest.active() if e["state"] == "submitted"]
+        active = self.submitted()
         tracked = list(active)
         bar = tqdm(
             total=sum(e["requests"] for e in tracked), desc="label (batch)", unit="file", mininterval=1.0
         )
         try:
             while active:
-                for entry in list(active):
-                    b = self.client.batches.retrieve(entry["batch_id"])
-                    entry["status"] = b.status
-                    counts = b.request_counts
-                    entry["done"] = (counts.completed + counts.failed) if counts else 0
-                    if b.status in TERMINAL:
-                        self.collect(entry, b)
-                        entry["done"] = entry["requests"]
-                        active.remove(entry)
-                self.manifest.save()
+                active = self.poll(active)
                 bar.n = sum(e.get("done", 0) for e in tracked)
                 bar.set_postfix_str(", ".join(f"{e['batch_id']}: {e['status']}" for e in active)[:120])
                 bar.refresh()
@@ -205,11 +219,7 @@ class BatchRunner:
         path = self.work_dir / "downloads" / name
         if not path.exists():  # downloaded before a crash: no need to fetch it again
             # Scrubbed like everything written: a server may echo the key in an error message.
-            data = self.scrub(self.client.files.content(file_id).read().decode("utf-8")).encode("utf-8")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_text_atomic(self.scrub(self.client.files.content(file_id).read().decode("utf-8")), path)
         return path
 
     def collect(self, entry: dict, b) -> None:
@@ -230,14 +240,19 @@ class BatchRunner:
                     if answer is not None:
                         results.append(label_record(id_, answer, self.cfg, source))
                     else:
-                        attempt = self.store.attempts(id_) + 1
+                        # A request the batch never ran (expired) is no attempt: it must not use one up.
+                        attempt = None if EXPIRED_CODE in reason else self.store.attempts(id_) + 1
                         failures.append(failure_record(id_, attempt, self.scrub(reason), source))
             request_file = self.work_dir / entry["request_file"]
             if request_file.exists():
                 why = _batch_failure_reason(b)
+                # An expired or cancelled batch leaves the requests it did not run unanswered: no attempt.
+                # A failed batch (its input was rejected) is an attempt, or it would be resubmitted forever.
+                ran = b.status == "failed"
                 for id_ in _request_ids(request_file):
-                    if id_ not in answered:  # an expired, cancelled or failed batch leaves ids unanswered
-                        failures.append(failure_record(id_, self.store.attempts(id_) + 1, why, source))
+                    if id_ not in answered:
+                        attempt = self.store.attempts(id_) + 1 if ran else None
+                        failures.append(failure_record(id_, attempt, why, source))
             self.store.write_batch_part(entry["name"], results, failures)
             log.info("collected %s (%s): %d labels, %d failures", b.id, b.status, len(results), len(failures))
         entry.update(state="collected", status=b.status, collected=time.time())
@@ -283,10 +298,32 @@ def label_batch(
     scrub: Callable[[str], str] = lambda s: s,
 ) -> bool:
     """Run rounds until nothing is left to send; True when finished, False when batches are still running
-    (only with cfg.wait False)."""
-    runner = BatchRunner(store, cfg, work_dir, callbacks or Callbacks(), scrub)
+    (only with cfg.wait False: then batches that ended are collected and what is left is submitted)."""
+    try:
+        return _label_batch(candidates, store, cfg, work_dir, callbacks or Callbacks(), scrub)
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+        # The server's message is left out: some echo the key back.
+        raise AuthError(
+            f"the server refused the key (HTTP {e.status_code}); check ${cfg.api_key_env}"
+        ) from None
+    except openai.APIConnectionError as e:
+        raise Unreachable(
+            f"nothing answers at {redact_url(cfg.resolved_base_url()) or 'api.openai.com'} "
+            f"({type(e.__cause__ or e).__name__}); check --base-url and the network"
+        ) from None
+    except openai.APIStatusError as e:
+        message = e.body.get("message") if isinstance(e.body, dict) else None
+        raise JudgeError(
+            f"the Batch API answered HTTP {e.status_code}: {scrub(str(message or e.message))[:300]}"
+        ) from None
+
+
+def _label_batch(candidates, store, cfg, work_dir, callbacks, scrub) -> bool:
+    runner = BatchRunner(store, cfg, work_dir, callbacks, scrub)
     runner.resume()
     for round_ in range(cfg.max_rounds):
+        if not cfg.wait:
+            runner.poll(runner.submitted())  # collect what ended since the last run, without waiting
         in_flight = in_flight_ids(work_dir)
         sent = runner.submit(r for r in candidates() if r["id"] not in in_flight)
         if sent:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -12,15 +11,19 @@ import pyarrow as pa
 
 from curator import labels
 from curator.data import shards
-from curator.labeling.llm import iter_rows
+from curator.labeling.judge import iter_rows
+from curator.labeling.store import write_text_atomic
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = shards.LABELED_SCHEMA
 
 
-def export_labeled(corpus_root, store, out_dir, languages=None, limit=None) -> dict:
-    """Write `<out>/<split>/<language>.parquet` for every labeled file, then the summary; returns it.
+def export_labeled(
+    corpus_root, store, out_dir, languages=None, limit=None, judge: dict | None = None
+) -> dict:
+    """Write `<out>/<split>/<language>.parquet` for every labeled file, then the summary (with `judge`, the
+    judge's configuration as it may be written: `JudgeConfig.loggable()`); returns it.
 
     Rebuilt from the store each time, so the shards always hold exactly the labels there are.
     """
@@ -59,10 +62,14 @@ def export_labeled(corpus_root, store, out_dir, languages=None, limit=None) -> d
             part = [r for r in rows if r["split"] == split]
             path = out_dir / split / f"{lang}.parquet"
             if part:
-                shards.write_parquet_atomic(pa.Table.from_pylist(part, schema=_SCHEMA), path)
+                table = pa.Table.from_pylist(part, schema=_SCHEMA)
+                shards.check_labeled_table(table, str(path))
+                shards.write_parquet_atomic(table, path)
             elif path.exists():
                 path.unlink()
     summary = summarize(by_language, counts, store)
+    if judge is not None:
+        summary["judge"] = judge
     write_summary(summary, out_dir)
     print(summary_markdown(summary))
     return summary
@@ -134,11 +141,5 @@ def summary_markdown(summary: dict) -> str:
 
 
 def write_summary(summary: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("summary.json", json.dumps(summary, indent=2)),
-        ("summary.md", summary_markdown(summary)),
-    ):
-        tmp = out_dir / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(text)
-        os.replace(tmp, out_dir / name)
+    write_text_atomic(json.dumps(summary, indent=2), out_dir / "summary.json")
+    write_text_atomic(summary_markdown(summary), out_dir / "summary.md")

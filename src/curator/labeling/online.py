@@ -17,7 +17,15 @@ import openai
 from tqdm.auto import tqdm
 
 from curator.labeling import prompt
-from curator.labeling.llm import Callbacks, JudgeConfig, label_record, make_client
+from curator.labeling.judge import (
+    AuthError,
+    Callbacks,
+    JudgeConfig,
+    Unreachable,
+    label_record,
+    make_client,
+    redact_url,
+)
 from curator.labeling.store import LabelStore, failure_record
 
 log = logging.getLogger(__name__)
@@ -42,10 +50,6 @@ class RateLimiter:
         await asyncio.sleep(start - now)
 
 
-class AuthError(RuntimeError):
-    pass
-
-
 def backoff_seconds(attempt: int, cfg: JudgeConfig, retry_after: float | None = None) -> float:
     if retry_after is not None:
         return min(retry_after, cfg.backoff_max)
@@ -67,7 +71,7 @@ def _status_reason(err: openai.APIStatusError) -> str:
     return f"http {err.status_code}: {str(message or err.message)[:300]}"
 
 
-async def _label_one(row, client, cfg, store, writer, limiter, bar, callbacks, scrub) -> None:
+async def _label_one(row, client, cfg, store, writer, limiter, bar, callbacks, scrub, seen) -> None:
     id_ = row["id"]
     body = prompt.build_request_body(row, cfg.model, cfg.max_chars, cfg.request_extra())
     while True:
@@ -76,6 +80,7 @@ async def _label_one(row, client, cfg, store, writer, limiter, bar, callbacks, s
         await limiter.wait()
         try:
             completion = await client.chat.completions.create(**body)
+            seen["answer"] = True
             answer = prompt.parse_completion(completion.model_dump())
         except prompt.BadAnswer as e:
             reason, retryable = str(e), True
@@ -86,13 +91,22 @@ async def _label_one(row, client, cfg, store, writer, limiter, bar, callbacks, s
                 f"the server refused the key (HTTP {e.status_code}); check ${cfg.api_key_env}"
             ) from None
         except openai.APIStatusError as e:
+            seen["answer"] = True
             reason = _status_reason(e)
             retryable = e.status_code in (408, 409, 429) or e.status_code >= 500
             retry_after = _retry_after(e) if e.status_code == 429 else None
         except openai.APITimeoutError:
             reason, retryable = "timeout", True
         except openai.APIConnectionError as e:
-            reason, retryable = f"connection error: {type(e.__cause__ or e).__name__}", True
+            cause = type(e.__cause__ or e).__name__
+            if not seen["answer"]:
+                # Nothing has answered in this run: a wrong --base-url or a server that is down, not a
+                # problem of this file. Stop before using up every file's attempts on it.
+                raise Unreachable(
+                    f"nothing answers at {redact_url(cfg.resolved_base_url())} ({cause}); check --base-url "
+                    "and that the server is up"
+                ) from None
+            reason, retryable = f"connection error: {cause}", True
         else:
             rec = label_record(id_, answer, cfg, "online")
             if writer.add_label(rec):
@@ -102,7 +116,7 @@ async def _label_one(row, client, cfg, store, writer, limiter, bar, callbacks, s
             return
         writer.add_failure(failure_record(id_, attempt, scrub(reason), "online"))
         log.debug("%s attempt %d failed: %s", id_, attempt, scrub(reason))
-        if not retryable or attempt > cfg.max_retries:
+        if not retryable or store.failed_attempts(id_) > cfg.max_retries:
             bar.update(1)
             log.warning("%s: giving up after attempt %d: %s", id_, attempt, scrub(reason))
             return
@@ -115,11 +129,12 @@ async def _run(rows: Iterable[dict], store: LabelStore, cfg: JudgeConfig, callba
     limiter = RateLimiter(cfg.rps)
     rows_iter = iter(rows)
     bar = tqdm(total=total, desc="label (online)", unit="file", mininterval=1.0)
+    seen = {"answer": False}  # has the server answered anything (even an error) in this run?
 
     async def worker() -> None:
         # One event loop thread: next() on the shared iterator needs no lock.
         for row in rows_iter:
-            await _label_one(row, client, cfg, store, writer, limiter, bar, callbacks, scrub)
+            await _label_one(row, client, cfg, store, writer, limiter, bar, callbacks, scrub, seen)
 
     tasks = [asyncio.create_task(worker()) for _ in range(max(1, cfg.concurrency))]
     try:

@@ -2,7 +2,8 @@
 
 Layout under the work folder:
     results/<part>.jsonl    one line per accepted label: id, quality, structured_data, content_type, labeler
-    failures/<part>.jsonl   one line per failed attempt: id, attempt, reason, source
+    failures/<part>.jsonl   one line per failed attempt: id, attempt, reason, source; `attempt` is null for a
+                            request that was never run (its batch expired or was cancelled): no attempt
 Online labeling appends to a part of its own, a line at a time, flushed as each answer arrives; a crash can
 leave at most a torn last line, which readers skip. Batch results are written whole under a temporary name
 and renamed into place, so a batch part is either all there or not there. Nothing is ever rewritten, so a
@@ -32,6 +33,17 @@ def _read_jsonl(path: Path) -> Iterable[dict]:
             except json.JSONDecodeError:
                 # Only an append cut short by a crash can leave a broken line; its id is simply not done.
                 log.warning("%s:%d: skipping a torn line", path, line_no)
+
+
+def write_text_atomic(text: str | bytes, path: Path) -> None:
+    """Write to a temporary name beside the target, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if isinstance(text, bytes):
+        tmp.write_bytes(text)
+    else:
+        tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_jsonl_atomic(records: Iterable[dict], path: Path) -> None:
@@ -79,6 +91,7 @@ class LabelStore:
         self.failures_dir.mkdir(parents=True, exist_ok=True)
         self.labels: dict[str, dict] = {}
         self.failures: Counter[str] = Counter()  # id -> failed attempts so far
+        self.forgiven: Counter[str] = Counter()  # id -> failed attempts that no longer count (--retry-failed)
         self.reasons: Counter[str] = Counter()  # reason kind -> count, for the summary
         self.reload()
 
@@ -90,9 +103,7 @@ class LabelStore:
             for rec in _read_jsonl(path):
                 self.labels.setdefault(str(rec["id"]), rec)
         for path in sorted(self.failures_dir.glob("*.jsonl")):
-            for rec in _read_jsonl(path):
-                self.failures[str(rec["id"])] += 1
-                self.reasons[reason_kind(rec.get("reason", ""))] += 1
+            self.record_failure_counts(_read_jsonl(path))
 
     def is_done(self, id_: str) -> bool:
         return id_ in self.labels
@@ -101,14 +112,23 @@ class LabelStore:
         """Attempts made so far: every failure is one, and a label ends the attempts."""
         return self.failures[id_] + (1 if id_ in self.labels else 0)
 
+    def failed_attempts(self, id_: str) -> int:
+        """Failed attempts that count against --max-retries."""
+        return self.failures[id_] - self.forgiven[id_]
+
+    def forgive_failures(self) -> None:
+        """Let every file that failed before have --max-retries + 1 attempts again (--retry-failed)."""
+        self.forgiven = Counter(self.failures)
+
     def open_online_part(self) -> OnlineWriter:
         part = f"online-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         return OnlineWriter(self, part)
 
     def record_failure_counts(self, failures: Iterable[dict]) -> None:
         for rec in failures:
-            self.failures[str(rec["id"])] += 1
-            self.reasons[reason_kind(rec["reason"])] += 1
+            if rec.get("attempt", 1) is not None:  # an expired request was never run: not an attempt
+                self.failures[str(rec["id"])] += 1
+            self.reasons[reason_kind(rec.get("reason", ""))] += 1
 
     def write_batch_part(self, part: str, results: list[dict], failures: list[dict]) -> None:
         """Write one collected batch: failures first, then results; the results part marks it collected."""
@@ -152,5 +172,5 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0].strip() or "unknown"
 
 
-def failure_record(id_: str, attempt: int, reason: str, source: str) -> dict:
+def failure_record(id_: str, attempt: int | None, reason: str, source: str) -> dict:
     return {"id": id_, "attempt": attempt, "reason": reason, "source": source, "time": round(time.time(), 3)}

@@ -1,0 +1,3 @@
+from curator.labeling.heuristic.corpus import main
+
+main()
