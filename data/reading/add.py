@@ -61,7 +61,16 @@ if __name__ == "__main__":
             if problems or not why:
                 print(f"line {n}: {problems or 'a rationale is needed'}")
                 continue
-            w.writerow(dict(id=file_id, language=args.language, quality=q, structured_data=s, content_type=c, rationale=why))
+            w.writerow(
+                dict(
+                    id=file_id,
+                    language=args.language,
+                    quality=q,
+                    structured_data=s,
+                    content_type=c,
+                    rationale=why,
+                )
+            )
             done.add(file_id)
             kept += 1
     print(f"kept {kept}; {len(done)} of {len(known)} {args.language} files labeled")

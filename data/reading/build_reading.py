@@ -70,7 +70,9 @@ def main():
             counts[split] = counts.get(split, 0) + len(part)
     write_parquet_atomic(pa.Table.from_pylist(sorted(reread, key=lambda r: r["id"])).select(columns),
                          HERE / "gold_reread.parquet")  # fmt: skip
-    print(f"wrote {len(rows)} reading labels to {args.out} ({counts}); {len(reread)} gold files re-read, kept apart")
+    print(
+        f"wrote {len(rows)} reading labels to {args.out} ({counts}); {len(reread)} gold files re-read, kept apart"
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,11 @@ SAMPLE = HERE.parent / "sample"
 def files_of(language):
     rows = []
     for f in sorted((SAMPLE / language).glob("*.parquet")):
-        rows.extend(pq.read_table(f, columns=["id", "content", "max_stars_repo_name", "max_stars_repo_path"]).to_pylist())
+        rows.extend(
+            pq.read_table(
+                f, columns=["id", "content", "max_stars_repo_name", "max_stars_repo_path"]
+            ).to_pylist()
+        )
     return sorted(rows, key=lambda r: r["id"])
 
 
@@ -35,7 +39,9 @@ def labeled_ids(language):
 def show(position, row, max_lines, max_line_chars):
     lines = row["content"].splitlines()
     print(f"=== [{position}] id={row['id']}")
-    print(f"# {row['max_stars_repo_name']} :: {row['max_stars_repo_path']} ({len(lines)} lines, {len(row['content'])} chars)")
+    print(
+        f"# {row['max_stars_repo_name']} :: {row['max_stars_repo_path']} ({len(lines)} lines, {len(row['content'])} chars)"
+    )
     for i, line in enumerate(lines[:max_lines], 1):
         if len(line) > max_line_chars:
             line = line[:max_line_chars] + f" ... [{len(line) - max_line_chars} more chars on this line]"
@@ -60,7 +66,9 @@ if __name__ == "__main__":
     if args.todo:
         done = labeled_ids(args.language)
         todo = [i for i, r in enumerate(rows) if r["id"] not in done]
-        print(f"{len(rows)} files, {len(rows) - len(todo)} labeled, {len(todo)} to go; next positions: {todo[:20]}")
+        print(
+            f"{len(rows)} files, {len(rows) - len(todo)} labeled, {len(todo)} to go; next positions: {todo[:20]}"
+        )
     else:
         for i in range(args.start, min(args.start + args.count, len(rows))):
             show(i, rows[i], args.max_lines, args.max_line_chars)
