@@ -36,5 +36,5 @@ def test_quickstart_then_error_analysis(tmp_path, monkeypatch):
         if line.startswith("best checkpoint")
     )
 
-    nb = run_notebook(tmp_path, monkeypatch, best, REPO / "data/labeled/heuristic")
+    nb = run_notebook(tmp_path, monkeypatch, best, REPO / "data/labeled/reading")
     assert len(images_of(nb)) == 6
