@@ -37,10 +37,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--tokens-per-batch",
         type=int,
-        default=65536,
+        default=None,
         help="batch size in tokens: real tokens for the packed forward, files x longest file for the padded "
-        "one; raise it until GPU memory is nearly full (131072 on an H100), lower it on out-of-memory errors "
-        "(default: %(default)s)",
+        "one (default: about 1,024 per GiB of GPU memory, a power of two from 16,384 to 131,072; 16,384 on a "
+        "CPU); a batch that does not fit in GPU memory is halved",
     )
     p.add_argument(
         "--window",

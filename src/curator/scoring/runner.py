@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -101,6 +102,18 @@ def default_num_workers() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     ranks_here = _env_int("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE", default=1)
     return max(1, min(cores // max(ranks_here, 1) - 2, 16))
+
+
+def default_tokens_per_batch(device: torch.device) -> int:
+    """Real tokens per batch: a power of two near 1,024 per GiB of GPU memory, from 16,384 to 131,072.
+
+    Every batch costs the host a launch (about 10 ms at 65,536 tokens on an H200, next to about 15 ms of the
+    GPU's own time: experiments/multi_gpu), so large GPUs get large batches; a batch that does not fit is halved.
+    """
+    if device.type != "cuda":
+        return 16_384
+    gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return int(min(131_072, max(16_384, 2 ** int(math.log2(max(gib, 1) * 1024)))))
 
 
 def pick_device(device: str, local_rank: int) -> torch.device:
@@ -306,7 +319,7 @@ def score_corpus(
     out: str | Path,
     *,
     languages: list[str] | None = None,
-    tokens_per_batch: int = 65536,
+    tokens_per_batch: int | None = None,
     window: int = 1024,
     num_workers: int | None = None,
     rows_per_part: int = 50_000,
@@ -336,6 +349,8 @@ def score_corpus(
         torch.cuda.set_device(dev)
     if num_workers is None:
         num_workers = default_num_workers()
+    if tokens_per_batch is None:
+        tokens_per_batch = default_tokens_per_batch(dev)
     if num_workers > 0:
         # The workers tokenize one file list each. A fast tokenizer whose thread pool was used before the fork
         # deadlocks in the forked workers when TOKENIZERS_PARALLELISM=true is set (seen on a 16-core GPU
