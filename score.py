@@ -59,8 +59,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--rows-per-part",
         type=int,
         default=50_000,
-        help="a larger shard is scored in parts of this many rows, each written on its own, so a kill loses "
-        "at most one part's work per worker (default: %(default)s)",
+        help="a larger shard is scored in parts of this many rows, each read by one worker (default: %(default)s)",
+    )
+    p.add_argument(
+        "--write-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="write what a part has scored at least this often, so that a killed run loses at most about this "
+        "much work per worker; a re-run scores only the rows not yet written (default: %(default)s)",
     )
     p.add_argument(
         "--max-chars",
@@ -101,6 +108,7 @@ def main(argv=None) -> int:
         window=args.window,
         num_workers=args.num_workers,
         rows_per_part=args.rows_per_part,
+        write_every_s=args.write_every,
         max_chars=args.max_chars,
         device=args.device,
         progress=not args.no_progress,

@@ -343,6 +343,37 @@ def test_resume_after_sigkill(ckpt, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_kill_inside_a_part_keeps_what_was_written(ckpt, tmp_path):
+    # One shard, one part (the default 50,000 rows): only the time bound can save work before the part ends.
+    corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=1, rows=1200, repeat=8)
+    out = tmp_path / "out"
+    cmd = _score_cmd(ckpt, corpus, out, "--window", "64", "--write-every", "0")
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(list(out.glob("python/*.parts/rows-*.parquet"))) < 2 and proc.poll() is None:
+        assert time.time() < deadline, "no part file was written"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    written = {p: p.stat().st_mtime_ns for p in out.glob("python/*.parts/rows-*.parquet")}
+    rows_written = sum(pq.ParquetFile(p).metadata.num_rows for p in written)
+    assert 64 <= rows_written < 1200
+    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    # The re-run scored only the rows no part file held, and the shard's file holds every row once, in order.
+    assert f"({1200 - rows_written} rows) to score" in rerun.stderr
+    assert output_ids(out) == input_ids(corpus)
+    assert not list(out.rglob("*.parts")) and not list(out.rglob(".*tmp-*"))
+    # The same scores as a run that was never killed.
+    again = tmp_path / "again"
+    subprocess.run(_score_cmd(ckpt, corpus, again), env=_env(), check=True, capture_output=True, timeout=300)
+    a, b = (pq.read_table(d / "python" / "train-00000.parquet") for d in (out, again))
+    assert a.column("id").equals(b.column("id"))
+    assert np.allclose(a.column("quality").to_numpy(), b.column("quality").to_numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
 def test_two_ranks_split_the_shards(ckpt, tmp_path):
     corpus = make_corpus(tmp_path / "corpus", shards=3, rows=40)
     out = tmp_path / "out"

@@ -10,6 +10,8 @@ to the GPU. Every row keeps its position within its part, so that the writer res
 What a worker hands the runner, one typed item at a time:
 - `ModelBatch`: rows with model input and their tensors (padded, or packed when the forward is packed);
 - `ErrorRows`: rows that cannot be scored (null, binary, not UTF-8, unreadable), each with its reason;
+- `Progress`: every row of a part up to a point has been handed over (after each window but the last), so that
+  the runner can write what it has of a long part before the part ends;
 - `PartDone`: a part was read to its end (how many rows);
 - `PartFailed`: a part could not be read (its output is not written, so a re-run tries it again).
 """
@@ -102,6 +104,14 @@ class ModelBatch:
 class ErrorRows:
     part: int
     rows: list[RowInfo]
+
+
+@dataclass
+class Progress:
+    """Every row of the part before `upto` (absolute row number) has been handed over."""
+
+    part: int
+    upto: int
 
 
 @dataclass
@@ -202,6 +212,8 @@ def part_items(k: int, part: Part, encoder: InputEncoder, window: int, tokens_pe
     id_prefix = f"{part.shard.language}/{part.shard.stem}#"
     n = 0
     while chunk := list(itertools.islice(raw, window)):
+        if n:
+            yield Progress(k, part.start + n)
         rows = encode_rows(encoder, chunk, part.start + n, id_prefix)
         n += len(chunk)
         failed = [r for r in rows if r.error is not None]

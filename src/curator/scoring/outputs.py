@@ -1,8 +1,10 @@
 """Score files: their schema, where they go, and when a shard counts as done.
 
 Layout: `<out>/<language>/<input stem>.parquet`, a row per input row in input order, plus `<out>/scores_meta.json`.
-A large shard is scored in parts, `<out>/<language>/<stem>.parts/rows-<start>-<stop>.parquet`, which are merged
-into the shard's file once all exist and then removed. Every file is written to a temporary name and renamed,
+Rows are written as they are scored, in parts, `<out>/<language>/<stem>.parts/rows-<start>-<stop>.parquet`: a
+part is written when its rows are done, or when it has been open for a while (so that a kill loses minutes of
+work, not a shard's worth). Once the parts cover every row they become the shard's file and are removed. A
+resumed run scores only the rows that no complete part covers. Every file is written to a temporary name and renamed,
 so a file that exists is whole; a file counts as done only if its parquet footer says it holds the expected
 number of rows.
 """
@@ -124,13 +126,44 @@ def build_table(
     return pa.Table.from_arrays(columns, schema=score_schema(classes))
 
 
-def merge_parts(out: Path, shard: Shard, ranges: list[tuple[int, int]], expected_rows: int) -> None:
-    """Concatenate the parts of a shard, in row order, into the shard's file; then remove the parts."""
-    tables = [pq.read_table(part_path(out, shard, a, b)) for a, b in ranges]
-    table = pa.concat_tables(tables)
-    if table.num_rows != expected_rows:
-        raise RuntimeError(f"{shard.uri}: parts hold {table.num_rows} rows, the input {expected_rows}")
-    write_parquet_atomic(table, shard_path(out, shard))
+def done_chunks(out: Path, shard: Shard) -> list[tuple[int, int]]:
+    """Row ranges of a shard whose part files are complete, sorted by their start."""
+    found = []
+    if parts_dir(out, shard).is_dir():
+        for path in parts_dir(out, shard).glob("rows-*-*.parquet"):
+            a, b = (int(x) for x in path.stem.split("-")[1:3])
+            if is_complete(path, b - a):
+                found.append((a, b))
+    return sorted(found)
+
+
+def missing_ranges(n: int, chunks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The row ranges of 0..n that no chunk covers."""
+    gaps, at = [], 0
+    for a, b in chunks:
+        if a > at:
+            gaps.append((at, a))
+        at = max(at, b)
+    if at < n:
+        gaps.append((at, n))
+    return gaps
+
+
+def merge_parts(out: Path, shard: Shard, expected_rows: int) -> None:
+    """The shard's part files, in row order, become its score file; then the parts are removed."""
+    chunks = done_chunks(out, shard)
+    at, tiles = 0, []
+    for a, b in chunks:  # parts only ever fill gaps, so they tile the rows; a stray overlap is left out
+        if a == at:
+            tiles.append((a, b))
+            at = b
+    if at != expected_rows:
+        raise RuntimeError(f"{shard.uri}: parts cover rows 0-{at}, the input has {expected_rows}")
+    if len(tiles) == 1:
+        os.replace(part_path(out, shard, *tiles[0]), shard_path(out, shard))
+    else:
+        table = pa.concat_tables([pq.read_table(part_path(out, shard, a, b)) for a, b in tiles])
+        write_parquet_atomic(table, shard_path(out, shard))
     remove_parts(out, shard)
 
 

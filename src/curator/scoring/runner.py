@@ -34,6 +34,7 @@ from curator.scoring.batching import (
     Part,
     PartDone,
     PartFailed,
+    Progress,
     ScoreDataset,
     keep_as_is,
 )
@@ -141,6 +142,8 @@ class _Pending:
         self.structured_data = np.full(n, np.nan, np.float32)
         self.probs = np.zeros((n, num_classes), np.float32)
         self.received = 0
+        self.written = part.start  # rows before this one are in part files already
+        self.last_write = time.perf_counter()
 
     def add(self, rows: list, scores: np.ndarray | None) -> None:
         """Place rows; `scores` holds quality, structured_data and the class probabilities per row."""
@@ -155,6 +158,21 @@ class _Pending:
                 scores[:, 2:],
             )
         self.received += len(rows)
+
+    def write(self, out: Path, upto: int, language: str, classes) -> None:
+        """Write rows written..upto-1 (all placed) as one part file."""
+        a, b = self.written - self.part.start, upto - self.part.start
+        if b <= a:
+            return
+        missing = sum(r is None for r in self.rows[a:b])
+        if missing:
+            raise RuntimeError(f"{self.part.shard.uri}: {missing} rows before row {upto} have no result")
+        table = outputs.build_table(
+            language, self.rows[a:b], self.quality[a:b], self.structured_data[a:b], self.probs[a:b], classes
+        )
+        write_parquet_atomic(table, outputs.part_path(out, self.part.shard, self.written, upto))
+        self.rows[a:b] = [None] * (b - a)  # written: the memory can go
+        self.written, self.last_write = upto, time.perf_counter()
 
 
 class _Model:
@@ -279,9 +297,10 @@ def _launch(model: _Model, batch: ModelBatch, max_length: int):
 
 
 def _plan(shards: list[Shard], out: Path, rows_per_part: int, summary: ScoreSummary):
-    """The parts still to score, and for each multi-part shard its row ranges and unfinished parts."""
+    """The parts still to score (the row ranges that no complete part file covers, cut to rows_per_part), and
+    for each shard with work left its row count and the indices of its parts."""
     parts: list[Part] = []
-    multi: dict[Shard, tuple[list[tuple[int, int]], int, set[int]]] = {}
+    open_parts: dict[Shard, tuple[int, set[int]]] = {}
     for shard in shards:
         try:
             n = num_rows(shard)
@@ -289,28 +308,23 @@ def _plan(shards: list[Shard], out: Path, rows_per_part: int, summary: ScoreSumm
             summary.failed.append(f"{shard.uri}: {type(e).__name__}: {e}")
             log.error("cannot read %s, skipped: %s", shard.uri, e)
             continue
-        final = outputs.shard_path(out, shard)
-        if outputs.is_complete(final, n):
+        if outputs.is_complete(outputs.shard_path(out, shard), n):
             summary.shards_done_before += 1
             # A run killed between writing the merged file and removing the parts leaves them behind.
             outputs.remove_parts(out, shard)
             continue
         outputs.remove_leftovers(out, shard)
-        if n <= rows_per_part:
-            parts.append(Part(shard, 0, n, str(final)))
+        gaps = outputs.missing_ranges(n, outputs.done_chunks(out, shard))
+        if not gaps:
+            outputs.merge_parts(out, shard, n)
             continue
-        ranges = [(a, min(a + rows_per_part, n)) for a in range(0, n, rows_per_part)]
         todo = set()
-        for a, b in ranges:
-            path = outputs.part_path(out, shard, a, b)
-            if not outputs.is_complete(path, b - a):
+        for lo, hi in gaps:
+            for a in range(lo, hi, rows_per_part):
                 todo.add(len(parts))
-                parts.append(Part(shard, a, b, str(path)))
-        if todo:
-            multi[shard] = (ranges, n, todo)
-        else:
-            outputs.merge_parts(out, shard, ranges, n)
-    return parts, multi
+                parts.append(Part(shard, a, min(a + rows_per_part, hi), str(outputs.parts_dir(out, shard))))
+        open_parts[shard] = (n, todo)
+    return parts, open_parts
 
 
 def score_corpus(
@@ -323,6 +337,7 @@ def score_corpus(
     window: int = 1024,
     num_workers: int | None = None,
     rows_per_part: int = 50_000,
+    write_every_s: float = 60.0,
     max_chars: int | None = None,
     device: str = "auto",
     rank: int | None = None,
@@ -379,7 +394,7 @@ def score_corpus(
     outputs.write_meta(out, run_info)
 
     summary.shards = len(mine)
-    parts, multi = _plan(mine, out, rows_per_part, summary)
+    parts, open_parts = _plan(mine, out, rows_per_part, summary)
     total = sum(p.num_rows for p in parts)
     log.info(
         "rank %d/%d: %d shards, %d done before, %d parts (%d rows) to score on %s",
@@ -436,11 +451,20 @@ def score_corpus(
                 summary.first_batch_s = time.perf_counter() - start
             k = item.part
             part = parts[k]
+            if isinstance(item, Progress):
+                acc = pending.get(k)
+                if acc is not None and time.perf_counter() - acc.last_write >= write_every_s:
+                    finish_inflight()  # the rows before `upto` must all be placed
+                    t = time.perf_counter()
+                    acc.write(out, item.upto, part.shard.language, classes)
+                    summary.write_s += time.perf_counter() - t
+                ready = time.perf_counter()
+                continue
             if isinstance(item, (PartDone, PartFailed)):
                 finish_inflight()  # a part's closing (or failing) item must find all of its rows placed
             if isinstance(item, PartFailed):
                 pending.pop(k, None)
-                summary.failed.append(f"{part.path}: {item.reason}")
+                summary.failed.append(f"{part.shard.uri} rows {part.start}-{part.stop}: {item.reason}")
                 log.error(
                     "could not score %s rows %d-%d: %s", part.shard.uri, part.start, part.stop, item.reason
                 )
@@ -448,18 +472,19 @@ def score_corpus(
                 acc = pending.pop(k, None) or _Pending(part, len(classes))
                 if item.rows_read != part.num_rows or acc.received != part.num_rows:
                     summary.failed.append(
-                        f"{part.path}: expected {part.num_rows} rows, read {item.rows_read}"
+                        f"{part.shard.uri} rows {part.start}-{part.stop}: expected {part.num_rows} rows, "
+                        f"read {item.rows_read}"
                     )
                     log.error(
-                        "%s: expected %d rows, read %d; not written", part.path, part.num_rows, item.rows_read
+                        "%s: expected %d rows, read %d; not written",
+                        part.shard.uri,
+                        part.num_rows,
+                        item.rows_read,
                     )
                 else:
                     t = time.perf_counter()
-                    table = outputs.build_table(
-                        part.shard.language, acc.rows, acc.quality, acc.structured_data, acc.probs, classes
-                    )
-                    write_parquet_atomic(table, part.path)
-                    _maybe_merge(out, multi, part.shard, k)
+                    acc.write(out, part.stop, part.shard.language, classes)
+                    _maybe_merge(out, open_parts, part.shard, k)
                     summary.write_s += time.perf_counter() - t
             else:
                 acc = pending.setdefault(k, _Pending(part, len(classes)))
@@ -486,11 +511,9 @@ def score_corpus(
     return summary
 
 
-def _maybe_merge(out: Path, multi: dict, shard: Shard, part_index: int) -> None:
-    if shard not in multi:
-        return
-    ranges, n, todo = multi[shard]
+def _maybe_merge(out: Path, open_parts: dict, shard: Shard, part_index: int) -> None:
+    n, todo = open_parts[shard]
     todo.discard(part_index)
     if not todo:
-        outputs.merge_parts(out, shard, ranges, n)
-        del multi[shard]
+        outputs.merge_parts(out, shard, n)
+        del open_parts[shard]
