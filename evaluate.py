@@ -13,12 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import lightning as L
-import torch
-
-from curator.data.datamodule import CuratorDataModule
-from curator.tasks.module import CuratorTask
-from curator.tasks.report import write_report
+# torch, Lightning and transformers take seconds to import: evaluate() imports them, after the arguments are
+# parsed, so that --help and argument errors answer at once.
 
 
 def evaluate(
@@ -30,6 +26,15 @@ def evaluate(
     num_workers: int = 2,
     max_length: int | None = None,
 ) -> dict[str, Path]:
+    import lightning as L
+    import torch
+
+    from curator.data.datamodule import CuratorDataModule
+    from curator.tasks.console import quiet_startup
+    from curator.tasks.module import CuratorTask
+    from curator.tasks.report import write_report
+
+    quiet_startup()
     model = CuratorTask.load_from_checkpoint(checkpoint, map_location="cpu")
     hp = model.hparams
     datamodule = CuratorDataModule(

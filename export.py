@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curator.models.trained import export_trained
+# Imports torch and transformers (seconds): main() imports it after the arguments are parsed.
 
 
 def main(argv=None) -> int:
@@ -32,6 +32,8 @@ def main(argv=None) -> int:
         "(default: <run>/metrics.json when the checkpoint is in <run>/checkpoints/)",
     )
     args = p.parse_args(argv)
+    from curator.models.trained import export_trained
+
     out = export_trained(args.checkpoint, args.out_dir, overwrite=args.overwrite, report=args.report)
     print(f"exported {args.checkpoint} -> {out}")
     return 0

@@ -21,11 +21,6 @@ import logging
 import sys
 from pathlib import Path
 
-from curator.scoring import outputs
-from curator.scoring.expressions import Expression
-from curator.scoring.filtering import check_complete, corpus_shards, select_language, write_kept
-from curator.scoring.report import language_stats, plot_language, write_report
-
 
 def _pairs(values: list[str], what: str, convert=str) -> dict:
     pairs = {}
@@ -83,6 +78,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Imported here, after the arguments are parsed: pandas, pyarrow and matplotlib take a second.
+    from curator.scoring import outputs
+    from curator.scoring.expressions import Expression
+    from curator.scoring.filtering import check_complete, corpus_shards, select_language, write_kept
+    from curator.scoring.report import language_stats, plot_language, write_report
+
     scores, out = Path(args.scores), Path(args.out)
     meta = outputs.read_meta(scores)
     content_types = meta["content_types"]

@@ -14,7 +14,8 @@ import argparse
 import logging
 import sys
 
-from curator.scoring.runner import score_corpus
+# The runner imports torch and transformers (seconds): main() imports it after the arguments are parsed, so
+# that --help and argument errors answer at once.
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -92,6 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from curator.scoring.runner import score_corpus
+
     summary = score_corpus(
         args.model,
         args.corpus,
