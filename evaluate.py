@@ -11,7 +11,10 @@ max_length); nothing is downloaded and no Hydra config is read.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from curator.cli import BadInput, check_checkpoint_file, check_labeled_data, run
 
 # torch, Lightning and transformers take seconds to import: evaluate() imports them, after the arguments are
 # parsed, so that --help and argument errors answer at once.
@@ -26,6 +29,7 @@ def evaluate(
     num_workers: int = 2,
     max_length: int | None = None,
 ) -> dict[str, Path]:
+    check_checkpoint_file(checkpoint)
     import lightning as L
     import torch
 
@@ -35,7 +39,12 @@ def evaluate(
     from curator.tasks.report import write_report
 
     quiet_startup()
-    model = CuratorTask.load_from_checkpoint(checkpoint, map_location="cpu")
+    try:
+        model = CuratorTask.load_from_checkpoint(checkpoint, map_location="cpu")
+    except Exception as e:  # whatever torch or Lightning make of an archive that is not a curator checkpoint
+        raise BadInput(
+            f"{checkpoint} is not a checkpoint written by train.py: {type(e).__name__}: {e}"
+        ) from e
     hp = model.hparams
     datamodule = CuratorDataModule(
         root=data,
@@ -48,6 +57,7 @@ def evaluate(
         num_workers=num_workers,
         packed=hp.get("packed", False),
     )
+    check_labeled_data(datamodule, [split])
     gpu = torch.cuda.is_available()
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
@@ -70,7 +80,7 @@ def evaluate(
     return write_report(model.test_report, out_dir, f"{Path(checkpoint).stem}: {split}", meta)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -83,7 +93,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=None, help="default: the checkpoint's")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = evaluate(
         args.checkpoint, args.data, args.split, args.out, args.batch_size, args.num_workers, args.max_length
     )
@@ -92,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main, "evaluate.py"))

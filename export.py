@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from curator.cli import check_checkpoint_file, run
+
 # Imports torch and transformers (seconds): main() imports it after the arguments are parsed.
 
 
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
         "(default: <run>/metrics.json when the checkpoint is in <run>/checkpoints/)",
     )
     args = p.parse_args(argv)
+    check_checkpoint_file(args.checkpoint)
     from curator.models.trained import export_trained
 
     out = export_trained(args.checkpoint, args.out_dir, overwrite=args.overwrite, report=args.report)
@@ -40,4 +43,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Reading the checkpoint and writing the folder raise OSError or ValueError on bad input: one line each.
+    sys.exit(run(main, "export.py", (OSError, ValueError)))

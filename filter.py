@@ -21,6 +21,8 @@ import logging
 import sys
 from pathlib import Path
 
+from curator.cli import run
+
 
 def _pairs(values: list[str], what: str, convert=str) -> dict:
     pairs = {}
@@ -157,4 +159,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # A missing score folder or corpus, an unreadable file: OSError or ValueError, reported in one line.
+    sys.exit(run(main, "filter.py", (OSError, ValueError)))

@@ -23,6 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from curator.cli import BadInput, check_labeled_data
+
 # torch, Lightning and transformers take seconds to import: they are imported in train(), so that
 # `train.py --help` answers at once.
 
@@ -73,6 +75,9 @@ def train(cfg: DictConfig) -> float | None:
     prepare_loggers(cfg)
 
     datamodule = hydra.utils.instantiate(cfg.data)
+    # Before the model loads: a wrong data.root should cost a second, not minutes.
+    limits = {"val": cfg.trainer.get("limit_val_batches"), "test": cfg.trainer.get("limit_test_batches")}
+    check_labeled_data(datamodule, ["train"] + [split for split, limit in limits.items() if limit != 0])
     model = hydra.utils.instantiate(cfg.task, _convert_="all")
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
@@ -125,7 +130,11 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    try:
+        return train(cfg)
+    except BadInput as e:
+        # One line rather than Hydra's report of an exception with its traceback.
+        raise SystemExit(f"train.py: error: {e}") from None
 
 
 if __name__ == "__main__":

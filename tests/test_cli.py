@@ -65,3 +65,126 @@ def test_training_into_a_log_prints_progress_lines_and_no_noise(tmp_path):
     assert not [line for line in out.splitlines() if line.startswith(("Epoch ", "Validation", "Testing"))]
     # Lightning's lines once each, not also through its own console handler.
     assert out.count("Seed set to 42") == 1
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory) -> Path:
+    """Good and bad inputs side by side: a model, a corpus and labeled shards, and broken versions of each."""
+    from helpers_model import make_checkpoint, make_corpus
+
+    from curator.scoring.runner import score_corpus
+
+    root = tmp_path_factory.mktemp("bad")
+    make_checkpoint(root / "model.ckpt")
+    make_corpus(root / "corpus", languages=("python",), shards=1, rows=8)
+    score_corpus(root / "model.ckpt", root / "corpus", root / "scores", num_workers=0, progress=False)
+    (root / "empty").mkdir()
+    not_parquet = b"these bytes are not a parquet file" * 4
+    (root / "corrupt_corpus" / "python").mkdir(parents=True)
+    (root / "corrupt_corpus" / "python" / "train-00000.parquet").write_bytes(not_parquet)
+    (root / "corrupt_shards" / "train").mkdir(parents=True)
+    (root / "corrupt_shards" / "train" / "python.parquet").write_bytes(not_parquet)
+    (root / "notes.ckpt").write_text("not a checkpoint\n")
+    (root / "folder_without_model").mkdir()
+    return root
+
+
+TRAIN = ["train.py", "+debug=fast", "model=tiny", "trainer=cpu"]
+# (command line with {root} for the fixture's folder, a phrase the one line must hold); {out} must not appear.
+BAD_INPUT = {
+    "train-missing-data": ([*TRAIN, "data.root={root}/missing"], "no labeled data at"),
+    "train-empty-data": ([*TRAIN, "data.root={root}/empty"], "no labeled shards"),
+    "train-corrupt-data": ([*TRAIN, "data.root={root}/corrupt_shards"], "not a readable parquet file"),
+    "evaluate-missing-checkpoint": (
+        ["evaluate.py", "--checkpoint", "{root}/missing.ckpt", "--data", "{root}/corpus", "--out", "{out}"],
+        "no checkpoint at",
+    ),
+    "evaluate-not-a-checkpoint": (
+        ["evaluate.py", "--checkpoint", "{root}/notes.ckpt", "--data", "{root}/corpus", "--out", "{out}"],
+        "is not a checkpoint",
+    ),
+    "evaluate-missing-data": (
+        ["evaluate.py", "--checkpoint", "{root}/model.ckpt", "--data", "{root}/missing", "--out", "{out}"],
+        "no labeled data at",
+    ),
+    "evaluate-empty-data": (
+        ["evaluate.py", "--checkpoint", "{root}/model.ckpt", "--data", "{root}/empty", "--out", "{out}"],
+        "no labeled shards",
+    ),
+    "evaluate-corrupt-data": (
+        [
+            "evaluate.py",
+            "--checkpoint",
+            "{root}/model.ckpt",
+            "--data",
+            "{root}/corrupt_shards",
+            "--out",
+            "{out}",
+        ],
+        "not a readable parquet file",
+    ),
+    "export-missing-checkpoint": (["export.py", "{root}/missing.ckpt", "{out}"], "no checkpoint at"),
+    "export-not-a-checkpoint": (["export.py", "{root}/notes.ckpt", "{out}"], "is not a checkpoint"),
+    "export-a-folder": (["export.py", "{root}/folder_without_model", "{out}"], "is a folder"),
+    "score-missing-corpus": (
+        ["score.py", "--model", "{root}/model.ckpt", "--corpus", "{root}/missing", "--out", "{out}"],
+        "is not a directory",
+    ),
+    "score-empty-corpus": (
+        ["score.py", "--model", "{root}/model.ckpt", "--corpus", "{root}/empty", "--out", "{out}"],
+        "no corpus files",
+    ),
+    "score-missing-model": (
+        ["score.py", "--model", "{root}/missing.ckpt", "--corpus", "{root}/corpus", "--out", "{out}"],
+        "no checkpoint or exported model",
+    ),
+    "score-not-a-checkpoint": (
+        ["score.py", "--model", "{root}/notes.ckpt", "--corpus", "{root}/corpus", "--out", "{out}"],
+        "is not a checkpoint",
+    ),
+    "score-wrong-model-folder": (
+        ["score.py", "--model", "{root}/folder_without_model", "--corpus", "{root}/corpus", "--out", "{out}"],
+        "not an exported model",
+    ),
+    "filter-missing-scores": (
+        ["filter.py", "--scores", "{root}/missing", "--out", "{out}"],
+        "scores_meta.json",
+    ),
+    "filter-empty-scores": (["filter.py", "--scores", "{root}/empty", "--out", "{out}"], "scores_meta.json"),
+    "filter-missing-corpus": (
+        ["filter.py", "--scores", "{root}/scores", "--out", "{out}", "--corpus", "{root}/missing"],
+        "is not a directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT)
+def test_bad_input_is_one_line_on_stderr(case, bad, tmp_path):
+    argv, phrase = BAD_INPUT[case]
+    out = tmp_path / "out"
+    # train.py writes into Hydra's run folder, a log of the attempt; the other commands must create nothing.
+    argv = [a.format(root=bad, out=out) for a in argv] + (
+        [f"hydra.run.dir={out}"] if case[:5] == "train" else []
+    )
+    prog = argv[0]
+    proc = run(str(REPO / prog), *argv[1:], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), proc.stderr[-2000:]
+    assert phrase in lines[0]
+    if prog != "train.py":
+        assert not out.exists()
+
+
+def test_a_corrupt_corpus_file_is_named_with_advice_that_fits(bad, tmp_path):
+    proc = run(
+        str(REPO / "score.py"), "--model", f"{bad}/model.ckpt", "--corpus", f"{bad}/corrupt_corpus",
+        "--out", f"{tmp_path}/out", "--num-workers", "0", "--no-progress", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "corrupt_corpus/python/train-00000.parquet" in proc.stderr
+    # A retry helps with a cause that passes, not with a corrupt file.
+    assert "must be fixed or removed" in proc.stderr
+    assert "run the same command again to retry them" not in proc.stderr
