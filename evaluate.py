@@ -1,7 +1,7 @@
 """Evaluate any checkpoint on a split of labeled shards: the seed's tables as metrics.json, report.md and
 confusion-matrix plots.
 
-    python evaluate.py --checkpoint logs/train/runs/len512/.../checkpoints/epoch_002.ckpt \
+    python evaluate.py --checkpoint logs/train/runs/len512/<date>_<time>/checkpoints/epoch_002.ckpt \\
         --data data/labeled/heuristic --split test --out reports/len512-test
 
 The checkpoint carries everything needed to rebuild the model (encoder config, tokenizer, label set, pooling,

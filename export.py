@@ -1,6 +1,8 @@
 """Export a trained checkpoint as one self-contained folder for scoring.
 
-    python export.py outputs/.../last.ckpt models/curator-minilm
+    python export.py logs/train/runs/quickstart/<date>_<time>/checkpoints/epoch_002.ckpt models/curator-minilm
+
+Export the best checkpoint, the one train.py prints at the end (`last.ckpt` beside it is the last epoch's).
 
 The folder holds model.safetensors, curator_config.json (encoder config, label set, pooling, max_length), the
 tokenizer files and a model card (README.md) with the run's test tables (`--report`, or found beside the

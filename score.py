@@ -1,6 +1,8 @@
 """Score a corpus with a trained curator classifier: a score row for every input file, resumable, multi-GPU.
 
-    python score.py --model outputs/.../last.ckpt --corpus data/sample --out scores/sample
+    python score.py --model logs/train/runs/quickstart/<date>_<time>/checkpoints/epoch_002.ckpt \\
+        --corpus data/sample --out scores/sample
+    python score.py --model models/curator-minilm --corpus data/sample --out scores/sample  # from export.py
 
 Output: <out>/<language>/<input stem>.parquet, a row per input row in input order, and <out>/scores_meta.json.
 Re-running the same command finishes what a killed run left and rewrites nothing that is done.
@@ -24,7 +26,7 @@ from curator.cli import check_checkpoint_file, run
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
+        epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

@@ -188,3 +188,31 @@ def test_a_corrupt_corpus_file_is_named_with_advice_that_fits(bad, tmp_path):
     # A retry helps with a cause that passes, not with a corrupt file.
     assert "must be fixed or removed" in proc.stderr
     assert "run the same command again to retry them" not in proc.stderr
+
+
+def help_examples(name: str) -> list[str]:
+    """The example commands in `NAME.py --help`, each with its continuation lines joined."""
+    text = run(f"{name}.py", "--help").stdout
+    examples, current = [], None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if current is None and stripped.startswith(f"python {name}.py"):
+            current = ""
+        if current is not None:
+            current += stripped.removesuffix("\\").strip() + " "
+            if not stripped.endswith("\\"):
+                examples.append(current.strip())
+                current = None
+    return examples
+
+
+@pytest.mark.parametrize("name", ["evaluate", "score", "export", "filter", "sample"])
+def test_help_examples_are_whole_commands_on_paths_train_writes(name):
+    examples = help_examples(name)
+    assert examples, f"{name}.py --help shows no example"
+    for example in examples:
+        # A line continuation lost in the docstring shows as a run of spaces inside one line.
+        assert "   " not in example, example
+        # train.py writes checkpoints into Hydra's run folder (conf/hydra/default.yaml, conf/paths/default.yaml).
+        for ckpt in [word for word in example.split() if word.endswith(".ckpt")]:
+            assert ckpt.startswith("logs/train/runs/") and "/checkpoints/" in ckpt, example
