@@ -76,7 +76,7 @@ def bad(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("bad")
     make_checkpoint(root / "model.ckpt")
-    make_corpus(root / "corpus", languages=("python",), shards=1, rows=8)
+    make_corpus(root / "corpus", languages=("python", "go"), shards=1, rows=8)
     score_corpus(root / "model.ckpt", root / "corpus", root / "scores", num_workers=0, progress=False)
     (root / "empty").mkdir()
     not_parquet = b"these bytes are not a parquet file" * 4
@@ -216,3 +216,27 @@ def test_help_examples_are_whole_commands_on_paths_train_writes(name):
         # train.py writes checkpoints into Hydra's run folder (conf/hydra/default.yaml, conf/paths/default.yaml).
         for ckpt in [word for word in example.split() if word.endswith(".ckpt")]:
             assert ckpt.startswith("logs/train/runs/") and "/checkpoints/" in ckpt, example
+
+
+def test_filter_report_shows_a_budget_cutoff_only_where_the_budget_cut(bad, tmp_path):
+    import json
+
+    def filter_report(out, *args):
+        proc = run("filter.py", "--scores", str(bad / "scores"), "--out", str(out), "--report-only", *args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads((out / "filter_report.json").read_text())["languages"]
+
+    unbudgeted = filter_report(tmp_path / "all")
+    # python's budget is larger than all its files: it never applies. go's keeps about half of its tokens.
+    languages = filter_report(
+        tmp_path / "out",
+        "--token-budget-lang", "python=1e12",
+        "--token-budget-lang", f"go={unbudgeted['go']['kept_tokens'] // 2}",
+    )  # fmt: skip
+    assert languages["python"]["kept_files"] == unbudgeted["python"]["kept_files"]
+    assert languages["python"]["budget_cutoff"] is None
+    assert 0 < languages["go"]["kept_files"] < unbudgeted["go"]["kept_files"]
+    assert languages["go"]["budget_cutoff"] is not None
+    report = (tmp_path / "out" / "filter_report.md").read_text().splitlines()
+    python_row = next(line for line in report if line.startswith("| python"))
+    assert python_row.split("|")[-2].strip() == ""  # the last cell, the budget cutoff, is empty
