@@ -79,14 +79,16 @@ class ProgressLines(L.Callback):
         mean_loss = float(self._loss) / max(self._batches, 1)  # waits for the GPU once per window
         seconds = time.perf_counter() - self._clock
         total = trainer.estimated_stepping_batches
+        # A stream without a length and no max_steps gives inf or -1: no total, no time left.
+        known = 0 < total < float("inf")
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         parts = [
             f"epoch {trainer.current_epoch + 1}{epochs}",
-            f"step {trainer.global_step}" + (f"/{total}" if total != float("inf") else ""),
+            f"step {trainer.global_step}" + (f"/{total}" if known else ""),
             f"{self._files / seconds:.1f} files/s",
             f"loss {mean_loss:.4f}",
         ]
-        if total != float("inf"):
+        if known:
             parts.append(f"eta {_duration((total - trainer.global_step) * seconds / steps)}")
         log.info("  ".join(parts))
         self._start()
