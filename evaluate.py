@@ -1,7 +1,7 @@
 """Evaluate any checkpoint on a split of labeled shards: the seed's tables as metrics.json, report.md and
 confusion-matrix plots.
 
-    python evaluate.py --checkpoint logs/train/runs/len512/.../checkpoints/epoch_002.ckpt \
+    python evaluate.py --checkpoint logs/train/runs/len512/<date>_<time>/checkpoints/epoch_002.ckpt \\
         --data data/labeled/heuristic --split test --out reports/len512-test
 
 The checkpoint carries everything needed to rebuild the model (encoder config, tokenizer, label set, pooling,
@@ -11,14 +11,13 @@ max_length); nothing is downloaded and no Hydra config is read.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import lightning as L
-import torch
+from curator.cli import BadInput, check_checkpoint_file, check_labeled_data, run
 
-from curator.data.datamodule import CuratorDataModule
-from curator.tasks.module import CuratorTask
-from curator.tasks.report import write_report
+# torch, Lightning and transformers take seconds to import: evaluate() imports them, after the arguments are
+# parsed, so that --help and argument errors answer at once.
 
 
 def evaluate(
@@ -30,7 +29,22 @@ def evaluate(
     num_workers: int = 2,
     max_length: int | None = None,
 ) -> dict[str, Path]:
-    model = CuratorTask.load_from_checkpoint(checkpoint, map_location="cpu")
+    check_checkpoint_file(checkpoint)
+    import lightning as L
+    import torch
+
+    from curator.data.datamodule import CuratorDataModule
+    from curator.tasks.console import quiet_startup
+    from curator.tasks.module import CuratorTask
+    from curator.tasks.report import write_report
+
+    quiet_startup()
+    try:
+        model = CuratorTask.load_from_checkpoint(checkpoint, map_location="cpu")
+    except Exception as e:  # whatever torch or Lightning make of an archive that is not a curator checkpoint
+        raise BadInput(
+            f"{checkpoint} is not a checkpoint written by train.py: {type(e).__name__}: {e}"
+        ) from e
     hp = model.hparams
     datamodule = CuratorDataModule(
         root=data,
@@ -45,6 +59,7 @@ def evaluate(
         code_markers=hp.get("code_markers", False),
         with_path=hp.get("with_path", False),
     )
+    check_labeled_data(datamodule, [split])
     gpu = torch.cuda.is_available()
     trainer = L.Trainer(
         accelerator="gpu" if gpu else "cpu",
@@ -67,7 +82,7 @@ def evaluate(
     return write_report(model.test_report, out_dir, f"{Path(checkpoint).stem}: {split}", meta)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -80,7 +95,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=None, help="default: the checkpoint's")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = evaluate(
         args.checkpoint, args.data, args.split, args.out, args.batch_size, args.num_workers, args.max_length
     )
@@ -89,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main, "evaluate.py"))

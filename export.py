@@ -1,6 +1,8 @@
 """Export a trained checkpoint as one self-contained folder for scoring.
 
-    python export.py outputs/.../last.ckpt models/curator-minilm
+    python export.py logs/train/runs/quickstart/<date>_<time>/checkpoints/epoch_002.ckpt models/curator-minilm
+
+Export the best checkpoint, the one train.py prints at the end (`last.ckpt` beside it is the last epoch's).
 
 The folder holds model.safetensors, curator_config.json (encoder config, label set, pooling, max_length), the
 tokenizer files and a model card (README.md) with the run's test tables (`--report`, or found beside the
@@ -13,7 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curator.tasks.export import export_trained
+from curator.cli import check_checkpoint_file, run
+
+# curator.tasks.export imports torch and transformers (seconds): main() imports it after parsing.
 
 
 def main(argv=None) -> int:
@@ -32,10 +36,14 @@ def main(argv=None) -> int:
         "(default: <run>/metrics.json when the checkpoint is in <run>/checkpoints/)",
     )
     args = p.parse_args(argv)
+    check_checkpoint_file(args.checkpoint)
+    from curator.tasks.export import export_trained
+
     out = export_trained(args.checkpoint, args.out_dir, overwrite=args.overwrite, report=args.report)
     print(f"exported {args.checkpoint} -> {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Reading the checkpoint and writing the folder raise OSError or ValueError on bad input: one line each.
+    sys.exit(run(main, "export.py", (OSError, ValueError)))

@@ -26,10 +26,7 @@ import logging
 import sys
 from pathlib import Path
 
-from curator.scoring import outputs
-from curator.scoring.expressions import Expression
-from curator.scoring.filtering import check_complete, corpus_shards, select_language, write_kept
-from curator.scoring.report import language_stats, plot_language, write_report
+from curator.cli import run
 
 
 def _pairs(values: list[str], what: str, convert=str) -> dict:
@@ -48,7 +45,7 @@ def _pairs(values: list[str], what: str, convert=str) -> dict:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
+        epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--scores", required=True, help="a folder written by score.py")
@@ -93,6 +90,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Imported here, after the arguments are parsed: pandas, pyarrow and matplotlib take a second.
+    from curator.scoring import outputs
+    from curator.scoring.expressions import Expression
+    from curator.scoring.filtering import check_complete, corpus_shards, select_language, write_kept
+    from curator.scoring.report import language_stats, plot_language, write_report
+
     scores, out = Path(args.scores), Path(args.out)
     meta = outputs.read_meta(scores)
     content_types = meta["content_types"]
@@ -182,4 +185,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # A missing score folder or corpus, an unreadable file: OSError or ValueError, reported in one line.
+    sys.exit(run(main, "filter.py", (OSError, ValueError)))

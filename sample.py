@@ -20,13 +20,18 @@ from curator.data.sampling import SampleConfig, sample_corpus
 _D = SampleConfig()
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, and the examples' lines kept as written."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Sample files per language into <out>/<language>/part-*.parquet (the corpus layout that "
-        "label.py reads), with <out>/sample.json recording the settings and what the filters dropped. "
-        "The sample is a seeded reservoir sample of the files that pass the filters: same source, same seed, "
+        description="Sample files per language into <out>/<language>/part-*.parquet (the corpus layout that\n"
+        "label.py reads), with <out>/sample.json recording the settings and what the filters dropped.\n"
+        "The sample is a seeded reservoir sample of the files that pass the filters: same source, same seed,\n"
         "same sample.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=_HelpFormatter,
     )
     p.add_argument(
         "--source",

@@ -1,6 +1,8 @@
 """Score a corpus with a trained curator classifier: a score row for every input file, resumable, multi-GPU.
 
-    python score.py --model outputs/.../last.ckpt --corpus data/sample --out scores/sample
+    python score.py --model logs/train/runs/quickstart/<date>_<time>/checkpoints/epoch_002.ckpt \\
+        --corpus data/sample --out scores/sample
+    python score.py --model models/curator-minilm --corpus data/sample --out scores/sample  # from export.py
 
 Output: <out>/<language>/<input stem>.parquet, a row per input row in input order, and <out>/scores_meta.json.
 Re-running the same command finishes what a killed run left and rewrites nothing that is done.
@@ -13,14 +15,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from curator.scoring.runner import score_corpus
+from curator.cli import check_checkpoint_file, run
+
+# The runner imports torch and transformers (seconds): main() imports it after the arguments are parsed, so
+# that --help and argument errors answer at once.
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 2)[2],
+        epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -99,6 +105,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if Path(args.model).is_file():
+        check_checkpoint_file(args.model)
+    from curator.scoring.runner import score_corpus
+
     summary = score_corpus(
         args.model,
         args.corpus,
@@ -142,14 +152,19 @@ def main(argv=None) -> int:
             else "",
         )
     if summary.failed:
-        logging.error(
-            "%d parts could not be scored; run the same command again to retry them:", len(summary.failed)
-        )
+        logging.error("%d part(s) could not be scored:", len(summary.failed))
         for reason in summary.failed:
             logging.error("  %s", reason)
+        # A retry cannot mend a file: say which failures it helps with.
+        logging.error(
+            "a corpus file that cannot be read (corrupt, truncated, not parquet or JSONL) must be fixed or "
+            "removed; for a cause that has passed (a full disk, a lost mount, out of memory), run the same "
+            "command again: it scores only the parts that are missing"
+        )
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # A missing or empty corpus, an unreadable model: OSError or ValueError before anything is written.
+    sys.exit(run(main, "score.py", (OSError, ValueError)))

@@ -19,12 +19,14 @@ from pathlib import Path
 os.environ.setdefault("CURATOR_ROOT", str(Path(__file__).resolve().parent))
 
 import hydra
-import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from curator.tasks.report import log_report_to_wandb, write_report
+from curator.cli import BadInput, check_labeled_data
+
+# torch, Lightning and transformers take seconds to import: they are imported in train(), so that
+# `train.py --help` answers at once.
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +65,27 @@ def prepare_loggers(cfg: DictConfig) -> None:
 
 
 def train(cfg: DictConfig) -> float | None:
+    import lightning as L
+
+    from curator.tasks.console import quiet_startup, stdout_is_terminal
+    from curator.tasks.report import log_report_to_wandb, write_report
+
+    quiet_startup()
     L.seed_everything(cfg.seed, workers=True)
     prepare_loggers(cfg)
 
     datamodule = hydra.utils.instantiate(cfg.data)
+    # Before the model loads: a wrong data.root should cost a second, not minutes.
+    limits = {"val": cfg.trainer.get("limit_val_batches"), "test": cfg.trainer.get("limit_test_batches")}
+    check_labeled_data(datamodule, ["train"] + [split for split, limit in limits.items() if limit != 0])
     model = hydra.utils.instantiate(cfg.task, _convert_="all")
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    extra = {}
+    if "enable_progress_bar" not in cfg.trainer and not stdout_is_terminal():
+        # A log file gets nothing from the bar until an epoch ends; the progress_lines callback writes there.
+        extra["enable_progress_bar"] = False
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **extra)
     for logger in loggers:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
 
@@ -115,7 +130,11 @@ def train(cfg: DictConfig) -> float | None:
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    try:
+        return train(cfg)
+    except BadInput as e:
+        # One line rather than Hydra's report of an exception with its traceback.
+        raise SystemExit(f"train.py: error: {e}") from None
 
 
 if __name__ == "__main__":

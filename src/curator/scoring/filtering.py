@@ -80,7 +80,8 @@ def read_language_scores(scores: Path, language: str, with_probs: bool = False) 
 
 
 def keep_within_budget(df: pd.DataFrame, candidates: np.ndarray, budget: float, rank_by: str):
-    """Mask of the best candidates by `rank_by` whose tokens add up to at most `budget`; and the cutoff value."""
+    """Mask of the best candidates by `rank_by` whose tokens add up to at most `budget`; and the cutoff value,
+    None unless the budget left a candidate out (a budget that every candidate fits in cut nothing)."""
     pool = df.loc[candidates, [rank_by, "id", "num_tokens"]]
     pool = pool.sort_values([rank_by, "id"], ascending=[False, True], kind="stable")
     # Keep the longest prefix within the budget: a ranking, not a knapsack, so the cutoff is one clean score.
@@ -88,7 +89,7 @@ def keep_within_budget(df: pd.DataFrame, candidates: np.ndarray, budget: float, 
     n = int(within.argmin()) if not within.all() else len(within)
     kept = np.zeros(len(df), dtype=bool)
     kept[pool.index[:n]] = True
-    return kept, (float(pool[rank_by].iloc[n - 1]) if n else None)
+    return kept, (float(pool[rank_by].iloc[n - 1]) if 0 < n < len(pool) else None)
 
 
 def select_language(
