@@ -68,7 +68,7 @@ def train(cfg: DictConfig) -> float | None:
     import lightning as L
 
     from curator.tasks.console import quiet_startup, stdout_is_terminal
-    from curator.tasks.report import log_report_to_wandb, write_report
+    from curator.tasks.report import log_report_to_wandb, side_by_side, write_report
 
     quiet_startup()
     L.seed_everything(cfg.seed, workers=True)
@@ -115,6 +115,12 @@ def train(cfg: DictConfig) -> float | None:
             for logger in loggers:
                 if type(logger).__name__ == "WandbLogger":
                     log_report_to_wandb(model.test_report, logger, prefix="test")
+            reports = {"test split": model.test_report}
+            reports.update(evaluate_sets(cfg, trainer, model, best, meta, loggers))
+            if len(reports) > 1:
+                # The same model on held-out sets (the gold set), beside the test split, in report.md.
+                with open(paths["report"], "a") as fh:
+                    fh.write("\n## Beside the test split\n\n" + side_by_side(reports) + "\n")
             print(f"\nbest checkpoint: {best or '(none kept)'}")
             print(f"test report:     {paths['report']}")
             print(f"test metrics:    {paths['metrics']}")
@@ -126,6 +132,28 @@ def train(cfg: DictConfig) -> float | None:
             wandb.finish()
 
     return None if optimized is None else float(optimized)
+
+
+def evaluate_sets(cfg: DictConfig, trainer, model, best: str, meta: dict, loggers) -> dict:
+    """The tested checkpoint on each of `eval_sets` (name: labeled shards, every row of them), each report in
+    `<run>/<name>/`; returns the reports by name."""
+    from curator.data.datamodule import ALL_ROWS
+    from curator.tasks.report import log_report_to_wandb, write_report
+
+    reports = {}
+    for name, root in (cfg.get("eval_sets") or {}).items():
+        datamodule = hydra.utils.instantiate(cfg.data, root=root)
+        trainer.test(
+            model, dataloaders=datamodule.loader(datamodule.stream(ALL_ROWS)), ckpt_path=best or None
+        )
+        reports[name] = model.test_report
+        out = Path(cfg.paths.output_dir) / name
+        write_report(model.test_report, out, f"{cfg.run_name}: {name}", {**meta, "data": root, "split": name})
+        for logger in loggers:
+            if type(logger).__name__ == "WandbLogger":
+                log_report_to_wandb(model.test_report, logger, prefix=name)
+        print(f"{name} report:     {out / 'report.md'}")
+    return reports
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")

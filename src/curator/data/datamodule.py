@@ -37,6 +37,9 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"  # overrides a "true": see curato
 # worker's share exactly.
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
+# The "split" that reads every row of the files, whatever their split column says: a held-out evaluation set
+# such as the gold set, which is all for testing.
+ALL_ROWS = "all"
 READ_COLUMNS = [
     "id",
     "language",
@@ -73,8 +76,8 @@ def local_units(files: list[Path], split: str, unit_rows: int) -> list[Unit]:
         missing = [c for c in READ_COLUMNS if c != "split" and c not in pf.schema_arrow.names]
         if missing:
             raise ValueError(f"{path} is not a labeled shard: missing columns {missing}")
-        has_split = "split" in pf.schema_arrow.names
-        if not has_split and path.parent.name != split:
+        has_split = "split" in pf.schema_arrow.names and split != ALL_ROWS
+        if not has_split and split != ALL_ROWS and path.parent.name != split:
             raise ValueError(
                 f"{path}: no `split` column and not in a `{split}/` folder: cannot tell its split"
             )
@@ -99,7 +102,7 @@ def read_unit(unit: Unit, split: str) -> list[dict]:
     pf = pq.ParquetFile(unit.path)
     columns = [c for c in READ_COLUMNS if c in pf.schema_arrow.names]
     table = pf.read_row_group(unit.row_group, columns=columns).slice(unit.start, unit.stop - unit.start)
-    return [row for row in table.to_pylist() if row.get("split", split) == split]
+    return [row for row in table.to_pylist() if split == ALL_ROWS or row.get("split", split) == split]
 
 
 class LabeledStream(IterableDataset):

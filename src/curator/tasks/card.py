@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from curator.labels import ORDINAL_HEADS, LabelSet
-from curator.tasks.report import report_markdown
+from curator.tasks.report import report_markdown, side_by_side
 
 CARD_NAME = "README.md"
 REPORT_NAME = "metrics.json"
@@ -158,14 +158,15 @@ def model_card(
         "## How to use",
         "",
         "```python",
+        "import torch",
         "from curator.tasks.trained import load_trained",
         "",
         f'trained = load_trained("{folder}")  # device="cuda" for a GPU',
-        "enc = trained.tokenizer(",
-        '    ["def add(a, b):\\n    return a + b\\n"],',
-        '    truncation=True, max_length=trained.max_length, return_tensors="pt",',
-        ")",
-        'out = trained.model(enc["input_ids"], enc["attention_mask"])',
+        "# The model's own input path (curator.data.inputs): the same tokens for a file as in training.",
+        "encoder = trained.input_encoder()",
+        'x = encoder.encode(["def add(a, b):\\n    return a + b\\n"], ["src/calc.py"])[0]',
+        "ids = torch.tensor([x.ids])",
+        "out = trained.model(ids, torch.ones_like(ids))",
         '# out["quality"], out["structured_data"]: scores; out["content_type"]: logits over',
         "# trained.label_set.classes",
         "```",
@@ -207,4 +208,13 @@ def _evaluation(checkpoint: Path, report_path) -> list[str]:
             f"`{checkpoint.name}`; run evaluate.py on it for its own.",
             "",
         ]
+    # Held-out sets that train.py evaluated the same checkpoint on (eval_sets: the gold set), beside the split.
+    others = {p.parent.name: p for p in sorted(Path(report_path).parent.glob(f"*/{REPORT_NAME}"))}
+    if others:
+        reports = {f"{split} split": report}
+        for name, path in others.items():
+            other = json.loads(path.read_text())
+            other.pop("meta", None)
+            reports[name] = other
+        lines += ["### Beside the test split", "", side_by_side(reports), ""]
     return lines + [body.lstrip("\n")]

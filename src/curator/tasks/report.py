@@ -81,6 +81,19 @@ def headline_rows(report: dict) -> list[list]:
     return rows
 
 
+def side_by_side(reports: dict[str, dict]) -> str:
+    """The summary numbers of several evaluations of one model (the test split, the gold set) as one Markdown
+    table, a column each, and how many files each had."""
+    flat = {name: flatten_for_logging(r, "", stats=()) for name, r in reports.items()}
+    keys = list(dict.fromkeys(k for f in flat.values() for k in f))
+    rows = [
+        [k.split("/")[0], METRIC_NAMES.get(k.split("/", 1)[1], k), *(f.get(k) for f in flat.values())]
+        for k in keys
+    ]
+    files = ", ".join(f"{name}: {next(r for _, r in _heads(rep))['n']}" for name, rep in reports.items())
+    return "\n".join(_table(["Head", "Metric", *reports], rows) + ["", f"Files: {files}."])
+
+
 def report_markdown(report: dict, title: str, meta: dict | None = None, images: dict | None = None) -> str:
     """The Markdown report; `images` maps a head to the file name of its confusion plot, relative to it."""
     lines = [f"# {title}", ""]
