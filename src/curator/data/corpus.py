@@ -34,7 +34,7 @@ def corpus_files(root: str | Path, languages: list[str] | None = None) -> list[t
     if not found:
         wanted = f" for languages {languages}" if languages else ""
         raise FileNotFoundError(
-            f"no corpus files{wanted} under {root}: expected <root>/<language>/*.parquet or *.jsonl"
+            f"no corpus files{wanted} under {root}: expected <root>/<language>/*.parquet, *.jsonl or *.jsonl.gz"
         )
     return found
 

@@ -8,11 +8,12 @@ Extra columns (such as a labeler's reasons) are allowed and carried along.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from curator.files import write_atomic
 
 LABELED_COLUMNS = (
     "id",
@@ -72,11 +73,7 @@ def check_labeled_table(table: pa.Table | pa.Schema, where: str = "table") -> No
 
 def write_parquet_atomic(table: pa.Table, path: str | Path) -> None:
     """Write to a temporary name beside the target, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def labeled_files(root: str | Path, split: str | None = None) -> list[Path]:

@@ -20,6 +20,8 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+from curator.files import write_atomic
+
 log = logging.getLogger(__name__)
 
 
@@ -37,24 +39,21 @@ def _read_jsonl(path: Path) -> Iterable[dict]:
 
 def write_text_atomic(text: str | bytes, path: Path) -> None:
     """Write to a temporary name beside the target, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     if isinstance(text, bytes):
-        tmp.write_bytes(text)
+        write_atomic(path, lambda tmp: tmp.write_bytes(text))
     else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def write_jsonl_atomic(records: Iterable[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    write_atomic(path, write)
 
 
 class AppendLog:

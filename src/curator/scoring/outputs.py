@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from curator.data.shards import write_parquet_atomic
 from curator.data.signals import SIGNAL_FIELDS
+from curator.files import write_atomic
 from curator.scoring.sources import Shard
 
 FORMAT_VERSION = 1
@@ -183,10 +184,7 @@ def write_meta(out: Path, meta: dict) -> None:
                     f"{meta.get(key)!r} now); score into a new --out folder, or delete the old scores"
                 )
         return
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{META_NAME}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))
 
 
 def read_meta(out: Path) -> dict:
