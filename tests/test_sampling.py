@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -112,16 +114,22 @@ def test_hub_path_streams_with_seeded_shuffle(tmp_path, monkeypatch):
     assert stats["rust"]["scanned"] == 20 and stats["rust"]["sampled"] == 4
 
 
-def test_sample_cli(tmp_path, capsys):
+def test_sample_cli(tmp_path):
+    # As a user runs it: a subprocess on a local corpus in StarCoderData's layout.
     src = make_corpus(tmp_path / "src")
-    spec = importlib.util.spec_from_file_location("sample_cli", ROOT / "sample.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    assert (
-        cli.main(["--source", str(src), "--out", str(tmp_path / "o"), "--n", "5", "--languages", "go"]) == 0
+    cmd = [sys.executable, "sample.py", "--source", str(src), "--out", str(tmp_path / "o"), "--n", "5",
+           "--languages", "go"]  # fmt: skip
+    run = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
     )
-    assert "sampled" in capsys.readouterr().out
+    assert run.returncode == 0, run.stderr
+    assert "sampled" in run.stdout
     assert len(list(corpus.iter_corpus(tmp_path / "o"))) == 5
+    # Seeded: the same command into another folder picks the same files.
+    cmd[cmd.index(str(tmp_path / "o"))] = str(tmp_path / "o2")
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True).returncode == 0
+    ids = [[r["id"] for r in corpus.iter_corpus(tmp_path / d)] for d in ("o", "o2")]
+    assert ids[0] == ids[1]
 
 
 @pytest.mark.skipif(not (ROOT / "data" / "sample").is_dir(), reason="the shipped sample is not there yet")
