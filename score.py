@@ -14,7 +14,9 @@ import argparse
 import logging
 import sys
 
+from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, open_corpus
 from curator.scoring.runner import score_corpus
+from curator.scoring.sources import HF_PREFIX
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="a StarCoderData-layout folder (<root>/<language>/*.parquet|*.jsonl|*.jsonl.gz), "
         "or hf://bigcode/starcoderdata to stream from the Hub",
     )
+    p.add_argument("--corpus-format", choices=(AUTO, *CORPUS_FORMATS), default=AUTO, help=FORMAT_HELP)
     p.add_argument("--out", required=True, help="folder for the score files")
     p.add_argument("--languages", nargs="+", help="only these language folders (default: all)")
     p.add_argument(
@@ -92,9 +95,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    corpus = args.corpus
+    if not corpus.startswith(HF_PREFIX):
+        try:
+            corpus = open_corpus(corpus, args.corpus_format)
+        except (FileNotFoundError, ValueError) as e:
+            logging.error("%s", e)
+            return 2
     summary = score_corpus(
         args.model,
-        args.corpus,
+        corpus,
         args.out,
         languages=args.languages,
         tokens_per_batch=args.tokens_per_batch,
