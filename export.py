@@ -1,6 +1,7 @@
 """Export a trained checkpoint as one self-contained folder for scoring.
 
     python export.py outputs/.../last.ckpt models/curator-minilm
+    HF_TOKEN=... python export.py outputs/.../last.ckpt models/curator-minilm --push-to-hub me/curator-minilm
 
 The folder holds model.safetensors, curator_config.json (encoder config, label set, pooling, max_length), the
 tokenizer files and a model card (README.md) with the run's test tables (`--report`, or found beside the
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from curator.tasks.export import export_trained
+from curator.tasks.export import export_trained, push_to_hub
 
 
 def main(argv=None) -> int:
@@ -31,9 +32,23 @@ def main(argv=None) -> int:
         help="the test report (metrics.json from train.py or evaluate.py) whose tables go into the model card "
         "(default: <run>/metrics.json when the checkpoint is in <run>/checkpoints/)",
     )
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="then upload the folder to this Hub model repository (owner/name; created if missing) with "
+        "huggingface_hub; the token comes from HF_TOKEN (or `hf auth login`) and is never printed",
+    )
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     args = p.parse_args(argv)
     out = export_trained(args.checkpoint, args.out_dir, overwrite=args.overwrite, report=args.report)
     print(f"exported {args.checkpoint} -> {out}")
+    if args.push_to_hub:
+        try:
+            url = push_to_hub(out, args.push_to_hub, private=args.private)
+        except (PermissionError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"pushed {out} -> {args.push_to_hub} ({url}); score with: score.py --model {args.push_to_hub}")
     return 0
 
 

@@ -26,7 +26,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--model", required=True, help="a Lightning checkpoint (.ckpt) or a folder made by export.py"
+        "--model",
+        required=True,
+        help="a Lightning checkpoint (.ckpt), a folder made by export.py, or the Hub id of one "
+        "(owner/name[@revision], downloaded into the Hub cache)",
     )
     p.add_argument(
         "--corpus",
