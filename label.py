@@ -26,7 +26,7 @@ import logging
 import sys
 from pathlib import Path
 
-from curator.data.corpus import corpus_files
+from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, corpus_files, open_corpus
 from curator.labeling import cost
 from curator.labeling.heuristic.corpus import format_summary, label_corpus_heuristic
 from curator.labeling.judge import JudgeConfig, JudgeError
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     p.add_argument("corpus", type=Path, help="corpus root: <corpus>/<language>/*.parquet or *.jsonl")
+    p.add_argument("--corpus-format", choices=(AUTO, *CORPUS_FORMATS), default=AUTO, help=FORMAT_HELP)
     p.add_argument("--out", type=Path, required=True, help="output folder for labeled shards and state")
     p.add_argument(
         "--config",
@@ -270,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        args.corpus = open_corpus(args.corpus, args.corpus_format)  # the layout, once, for every reader
         corpus_files(args.corpus, args.languages)  # before anything is written: a wrong path writes nothing
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from curator import labels
+from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, open_corpus
 from curator.data.sampling import SampleConfig, sample_corpus
 
 _D = SampleConfig()
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="hub",
         help="'hub' to stream bigcode/starcoderdata, or a local corpus root <root>/<language>/",
     )
+    p.add_argument("--corpus-format", choices=(AUTO, *CORPUS_FORMATS), default=AUTO, help=FORMAT_HELP)
     p.add_argument("--out", type=Path, required=True, help="output corpus root")
     p.add_argument("--n", type=int, default=_D.n_per_language, help="files per language")
     p.add_argument(
@@ -77,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         max_scan=max_scan,
         shuffle_buffer=args.shuffle_buffer,
     )
-    stats = sample_corpus(args.source, args.out, cfg)
+    source = args.source
+    if source != "hub":
+        try:
+            source = open_corpus(source, args.corpus_format)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    stats = sample_corpus(source, args.out, cfg)
     for language, s in stats.items():
         print(
             f"{language:12s} sampled {s['sampled']:>7,} of {s['scanned']:>9,} read "

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from curator.cli import check_checkpoint_file, run
+from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, open_corpus
+from curator.scoring.sources import HF_PREFIX
 
 # The runner imports torch and transformers (seconds): main() imports it after the arguments are parsed, so
 # that --help and argument errors answer at once.
@@ -30,7 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--model", required=True, help="a Lightning checkpoint (.ckpt) or a folder made by export.py"
+        "--model",
+        required=True,
+        help="a Lightning checkpoint (.ckpt), a folder made by export.py, or the Hub id of one "
+        "(owner/name[@revision], downloaded into the Hub cache)",
     )
     p.add_argument(
         "--corpus",
@@ -38,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="a StarCoderData-layout folder (<root>/<language>/*.parquet|*.jsonl|*.jsonl.gz), "
         "or hf://bigcode/starcoderdata to stream from the Hub",
     )
+    p.add_argument("--corpus-format", choices=(AUTO, *CORPUS_FORMATS), default=AUTO, help=FORMAT_HELP)
     p.add_argument("--out", required=True, help="folder for the score files")
     p.add_argument("--languages", nargs="+", help="only these language folders (default: all)")
     p.add_argument(
@@ -107,11 +113,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if Path(args.model).is_file():
         check_checkpoint_file(args.model)
+    corpus = args.corpus
+    if not corpus.startswith(HF_PREFIX):
+        corpus = open_corpus(corpus, args.corpus_format)  # a missing or ambiguous corpus: one line, exit 1
     from curator.scoring.runner import score_corpus
 
     summary = score_corpus(
         args.model,
-        args.corpus,
+        corpus,
         args.out,
         languages=args.languages,
         tokens_per_batch=args.tokens_per_batch,

@@ -83,8 +83,8 @@ def iter_hub(language: str, cfg: SampleConfig) -> Iterator[dict]:
 
 
 def iter_local(root: str | Path, language: str) -> Iterator[dict]:
-    for _, path in corpus.corpus_files(root, [language]):
-        yield from corpus.read_corpus_file(path)
+    # Either layout (a `corpus.Corpus` keeps the one given); repositories come flattened into files.
+    yield from corpus.iter_language(root, language)
 
 
 def _language_seed(seed: int, language: str) -> int:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curator.data.corpus import CORPUS_COLUMNS
+from curator.data.corpus import CORPUS_COLUMNS, STARCODERDATA
 from curator.data.shards import write_parquet_atomic
 from curator.data.signals import SIGNAL_COLUMNS, SIGNAL_FIELDS
 from curator.labels import QUALITY, STRUCTURED_DATA
@@ -155,7 +155,12 @@ def check_complete(scores: Path, shards: dict[str, Shard]) -> list[str]:
 def read_corpus_table(shard: Shard, ids: set[str]) -> pa.Table:
     """The corpus rows of a shard whose id is in `ids`, with the corpus columns, content as text."""
     wanted = pa.array(sorted(ids), pa.string())
-    if shard.uri.endswith(".parquet") and not shard.uri.startswith(HF_PREFIX):
+    # Repository rows (The Stack v3) are flattened by iter_rows below; only file rows can be filtered in place.
+    if (
+        shard.uri.endswith(".parquet")
+        and not shard.uri.startswith(HF_PREFIX)
+        and shard.format == STARCODERDATA
+    ):
         pf = pq.ParquetFile(shard.uri)
         columns = [c for c in CORPUS_COLUMNS if c in pf.schema_arrow.names]
         # A record batch at a time: only the kept rows of a large shard are ever held.

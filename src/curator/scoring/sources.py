@@ -1,6 +1,8 @@
-"""Input shards of a corpus to score: local StarCoderData-layout files, or `bigcode/starcoderdata` on the Hub.
+"""Input shards of a corpus to score: local corpus files (StarCoderData or The Stack v3 layout, see
+`curator.data.corpus`), or `bigcode/starcoderdata` on the Hub.
 
-A shard is one input file. It is the unit of output (one score file per shard), of resumption (a shard is done
+A shard is one input file; in The Stack v3's layout, one input file and one language (its files of that
+language, flattened from its repositories, at stable positions). It is the unit of output (one score file per shard), of resumption (a shard is done
 when its score file holds as many rows as the input) and of assignment to ranks. Rows are read by position
 range, so a large shard can be scored in parts.
 
@@ -16,7 +18,17 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from curator.data.corpus import corpus_files, jsonl_lines, read_rows
+from curator.data.corpus import (
+    STACK_V3,
+    STARCODERDATA,
+    Corpus,
+    corpus_files,
+    jsonl_lines,
+    open_corpus,
+    read_language_rows,
+    read_rows,
+    stack_file_count,
+)
 
 HF_PREFIX = "hf://"
 READ_COLUMNS = ("id", "content", "max_stars_repo_path")
@@ -28,6 +40,7 @@ class Shard:
     language: str
     stem: str  # the input file name without its suffix: the output is <out>/<language>/<stem>.parquet
     uri: str  # a local path, or hf://datasets/<repo>/<file> for a Hub file
+    format: str = STARCODERDATA  # the layout of the file (curator.data.corpus.CORPUS_FORMATS)
 
 
 def _stem(name: str) -> str:
@@ -37,16 +50,20 @@ def _stem(name: str) -> str:
     return name
 
 
-def list_shards(corpus: str | Path, languages: list[str] | None = None) -> list[Shard]:
+def list_shards(corpus: str | Path | Corpus, languages: list[str] | None = None) -> list[Shard]:
     """Every shard of a corpus, sorted, so that every rank of every run sees the same list.
 
     `corpus` is a local folder (`<root>/<language>/*.parquet|*.jsonl|*.jsonl.gz`) or `hf://<owner>/<dataset>`,
-    e.g. `hf://bigcode/starcoderdata`, whose parquet files are read by streaming.
+    e.g. `hf://bigcode/starcoderdata`, whose parquet files are read by streaming. A local root's layout is its
+    `Corpus.format`, or read from its files (`curator.data.corpus.open_corpus`).
     """
     if str(corpus).startswith(HF_PREFIX):
         shards = _list_hub_shards(str(corpus)[len(HF_PREFIX) :], languages)
     else:
-        shards = [Shard(lang, _stem(p.name), str(p)) for lang, p in corpus_files(corpus, languages)]
+        local = open_corpus(corpus)
+        shards = [
+            Shard(lang, _stem(p.name), str(p), local.format) for lang, p in corpus_files(local, languages)
+        ]
     seen: dict[tuple[str, str], str] = {}
     for s in shards:
         other = seen.setdefault((s.language, s.stem), s.uri)
@@ -78,6 +95,8 @@ def num_rows(shard: Shard) -> int:
 
         with HfFileSystem().open(shard.uri[len(HF_PREFIX) :], "rb") as fh:
             return pq.ParquetFile(fh).metadata.num_rows
+    if shard.format == STACK_V3:
+        return stack_file_count(shard.uri, shard.language)
     if shard.uri.endswith(".parquet"):
         return pq.ParquetFile(shard.uri).metadata.num_rows
     return sum(1 for _ in jsonl_lines(shard.uri))
@@ -90,6 +109,8 @@ def iter_rows(
     `_error` on a row that could not be read."""
     if shard.uri.startswith(HF_PREFIX):
         rows = _hub_rows(shard.uri[len(HF_PREFIX) :], start, stop)
+    elif shard.format == STACK_V3:
+        rows = read_language_rows(shard.uri, shard.language, start, stop)
     else:
         rows = read_rows(shard.uri, start, stop, columns)
     for row in rows:

@@ -62,3 +62,34 @@ def export_trained(
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+def push_to_hub(folder: str | Path, repo_id: str, private: bool = False) -> str:
+    """Upload an exported folder (weights, config, tokenizer, model card) to the Hub model repository `repo_id`,
+    creating it if needed; returns the commit's URL.
+
+    The token is read from HF_TOKEN (or the login that `hf auth login` saved) by huggingface_hub itself: it is
+    never passed around, printed or written here. HF_ENDPOINT points at another Hub (or a test stand-in).
+    """
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    folder = Path(folder)
+    if not (folder / CONFIG_NAME).is_file():
+        raise FileNotFoundError(f"{folder} has no {CONFIG_NAME}: not an exported model")
+    api = HfApi()
+    if not get_token():
+        raise PermissionError("no Hub token: set HF_TOKEN (a token with write access) or run `hf auth login`")
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            repo_type="model",
+            folder_path=str(folder),
+            commit_message=f"curator model from {folder.name}",
+        )
+    except HfHubHTTPError as e:
+        # The first line of the Hub's message (status and reason); the request headers, token included, are not
+        # part of it.
+        raise RuntimeError(f"upload of {folder} to {repo_id} failed: {str(e).splitlines()[0]}") from None
+    return commit.commit_url

@@ -5,12 +5,15 @@ A checkpoint (`.ckpt`) holds the plain hyperparameters of `curator.tasks.module.
 `max_length`, and a state_dict whose keys start with `model.`. Reading it needs torch only, not Lightning.
 
 An exported folder is self-contained: `model.safetensors`, `curator_config.json` and the tokenizer files. It is
-what a user ships to the machines that score a corpus.
+what a user ships to the machines that score a corpus, or pushes to the Hub (`export.py --push-to-hub`): a hub
+id (`owner/name`, or `owner/name@revision`) that is not a local path is downloaded with huggingface_hub's
+`snapshot_download` into its cache (HF_HUB_OFFLINE=1 reads the cache alone).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ from curator.models.classifier import CuratorClassifier
 from curator.models.encoder import build_encoder, max_model_tokens
 
 EXPORT_FORMAT_VERSION = 1
+# owner/name with the Hub's characters, and an optional @revision (a branch, tag or commit).
+_HUB_ID = re.compile(r"(?P<repo>[\w.-]+/[\w.-]+)(@(?P<revision>[\w./-]+))?")
 CONFIG_NAME = "curator_config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -134,8 +139,26 @@ def _load_exported(folder: Path, device) -> TrainedModel:
     return _finish(model, tokenizer, label_set, cfg["max_length"], device, inputs)
 
 
+def from_hub(model_id: str) -> Path:
+    """The local folder of a model on the Hub (`owner/name[@revision]`), downloaded into the Hub cache."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    m = _HUB_ID.fullmatch(model_id)
+    try:
+        folder = snapshot_download(m["repo"], revision=m["revision"], repo_type="model")
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FileNotFoundError(
+            f"no checkpoint or exported model at {model_id}, and it could not be downloaded from the Hub: {first}"
+        ) from None
+    return Path(folder)
+
+
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """A trained classifier from a Lightning checkpoint file or an exported folder."""
+    """A trained classifier from a Lightning checkpoint file, an exported folder, or a hub id of one."""
+    if not Path(path).exists() and _HUB_ID.fullmatch(str(path)):
+        path = from_hub(str(path))
     path = Path(path)
     if path.is_dir():
         if not (path / CONFIG_NAME).is_file():
