@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from curator.ablation import lm
-from curator.ablation.pipeline import Plan, run
+from curator.ablation.pipeline import OutOfTime, Plan, run
 
 REPO = Path(__file__).resolve().parent
 
@@ -47,11 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--junk-rules-arm", action="store_true", help="add an arm of the junk rules alone")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--preset", choices=sorted(lm.PRESETS), default="small", help="LM size and batch")
-    ap.add_argument("--train-tokens", type=float, default=100e6, help="tokens each LM trains on (all arms)")
+    ap.add_argument("--train-tokens", type=float, default=60e6, help="tokens each LM trains on (all arms)")
     ap.add_argument("--subset-tokens", type=float, help="unique tokens per arm (default: the smallest arm's)")
     ap.add_argument("--tokenizer-chars", type=float, default=50e6, help="pool characters to train BPE on")
     ap.add_argument("--mbpp", type=Path, help="a local mbpp.jsonl (no package ships MBPP)")
     ap.add_argument("--eval-files-per-language", type=int, help="cap on held-out files per language")
+    ap.add_argument(
+        "--stop-after",
+        type=float,
+        help="seconds: start no LM run that would likely end later; exit 3, re-run to resume (time-limited jobs)",
+    )
     ap.add_argument("--score-arg", action="append", default=[], help="passed to score.py (repeatable)")
     args = ap.parse_args(argv)
 
@@ -81,11 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         eval_files_per_language=args.eval_files_per_language,
         tokenizer_chars=int(args.tokenizer_chars),
         score_args=args.score_arg,
+        stop_after=args.stop_after,
     )
     for sub in ("corpus", "heldout"):
         if not (args.corpus / sub).is_dir():
             raise SystemExit(f"error: {args.corpus / sub} not found (build it with data/harvest, see --help)")
-    run(plan, REPO)
+    try:
+        run(plan, REPO)
+    except OutOfTime as e:
+        logging.getLogger("ablate").info(str(e))
+        return 3
     return 0
 
 

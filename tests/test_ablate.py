@@ -16,7 +16,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from helpers_model import make_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +35,9 @@ def tiny_harvest(root: Path) -> Path:
         pool = [r for r in rows if r["max_stars_repo_name"] not in held][:POOL_PER_LANGUAGE]
         for split, part in (("corpus", pool), ("heldout", heldout)):
             (root / split / lang_dir.name).mkdir(parents=True, exist_ok=True)
-            pq.write_table(pa.Table.from_pylist(part, schema=table.schema), root / split / lang_dir.name / "p.parquet")
+            pq.write_table(
+                pa.Table.from_pylist(part, schema=table.schema), root / split / lang_dir.name / "p.parquet"
+            )
     return root
 
 
@@ -56,6 +57,8 @@ def run_ablate(tmp_path: Path, ckpt: Path, *extra: str) -> subprocess.CompletedP
         "--preset", "tiny",
         "--train-tokens", "4096",
         "--tokenizer-chars", "200000",
+        "--subset-tokens", "30000",
+        "--eval-files-per-language", "2",
         "--score-arg=--num-workers=0",
         *extra,
     ]  # fmt: skip

@@ -32,6 +32,7 @@ NUM_PERM = 128  # BigCode used 256; 128 halves the hashing time and estimates Ja
 THRESHOLD = 0.7
 SEED = 1
 MIN_NEEDLE_CHARS = 50
+SCHEME = MinHash(num_perm=1, seed=SEED).scheme
 WORD = re.compile(r"\w+")
 SPACE = re.compile(r"\s+")
 
@@ -59,7 +60,8 @@ def signatures(texts: Sequence[str], workers: int = 1) -> list[np.ndarray]:
 
 
 def _lean(hashvalues: np.ndarray) -> LeanMinHash:
-    return LeanMinHash(seed=SEED, hashvalues=hashvalues)
+    # The signatures come back from worker processes as bare arrays; the scheme is MinHash's default.
+    return LeanMinHash(seed=SEED, hashvalues=hashvalues, scheme=SCHEME)
 
 
 class NearDupIndex:

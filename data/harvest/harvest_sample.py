@@ -129,6 +129,7 @@ class Settings:
     # sample's mix, not a training corpus), whole packages are held out per language, near-duplicates removed.
     ignore_package_max_files: bool = False
     heldout_files_per_language: int = 0  # 0: no held-out sets, no near-dedup, no decontamination (the sample)
+    heldout_max_fraction: float = 0.1  # of a language's files, so that small languages (SQL, shell) keep a pool
     near_dup_threshold: float = 0.7
     rows_per_shard: int = 10000
 
@@ -464,7 +465,8 @@ def build_large(rows_by_lang: dict[str, list[dict]], settings: Settings, mbpp: P
     pool_sigs: dict[str, list] = {}
     for language in LANGUAGES:
         rows = rows_by_lang.get(language, [])
-        held = choose_heldout(rows, language, settings.heldout_files_per_language)
+        target = min(settings.heldout_files_per_language, int(len(rows) * settings.heldout_max_fraction))
+        held = choose_heldout(rows, language, max(target, 1))
         hrows = [r for r in rows if r["max_stars_repo_name"] in held]
         prows = [r for r in rows if r["max_stars_repo_name"] not in held]
         tqdm.write(f"{language}: minhash of {len(rows)} files")

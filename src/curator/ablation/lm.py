@@ -186,22 +186,28 @@ def windows(ids: list[int], first_target: int, seq_len: int) -> list[tuple[list[
     return out
 
 
-@torch.no_grad()
-def evaluate(model, tok: Tokenizer, items, cfg: LMConfig, device: torch.device, batch_size: int = 16) -> dict:
-    """Mean loss per target token and bits per target byte over (context, target) items."""
+def prepare_eval(tok: Tokenizer, items, seq_len: int) -> dict:
+    """An evaluation set as windows, tokenized once for every run."""
     eos = tok.token_to_id(EOS)
     wins, n_bytes = [], 0
     for item in items:
         ctx = tok.encode(item.context, add_special_tokens=False).ids if item.context else []
         tgt = tok.encode(item.target, add_special_tokens=False).ids
-        wins += windows([eos, *ctx, *tgt], 1 + len(ctx), cfg.seq_len)
+        wins += windows([eos, *ctx, *tgt], 1 + len(ctx), seq_len)
         n_bytes += len(item.target.encode("utf-8"))
     wins.sort(key=lambda w: len(w[0]))  # similar lengths together: less padding
+    return {"items": len(items), "windows": wins, "bytes": n_bytes, "pad": eos}
+
+
+@torch.no_grad()
+def evaluate(model, prepared: dict, cfg: LMConfig, device: torch.device) -> dict:
+    """Mean loss per target token and bits per target byte over a prepared set."""
+    wins, batch_size = prepared["windows"], max(16, 65536 // cfg.seq_len)
     nats, n_tokens = 0.0, 0
     for i in range(0, len(wins), batch_size):
         chunk = wins[i : i + batch_size]
         width = max(len(x) for x, _ in chunk)
-        inputs = torch.full((len(chunk), width), eos, dtype=torch.long)
+        inputs = torch.full((len(chunk), width), prepared["pad"], dtype=torch.long)
         labels = torch.full((len(chunk), width), -100, dtype=torch.long)
         for j, (x, y) in enumerate(chunk):
             inputs[j, : len(x)] = torch.tensor(x)
@@ -217,8 +223,9 @@ def evaluate(model, tok: Tokenizer, items, cfg: LMConfig, device: torch.device, 
         )
         nats += nll.item()
         n_tokens += int((labels != -100).sum())
+    n_bytes = prepared["bytes"]
     return {
-        "items": len(items),
+        "items": prepared["items"],
         "tokens": n_tokens,
         "bytes": n_bytes,
         "loss": nats / max(n_tokens, 1),

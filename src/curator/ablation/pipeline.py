@@ -46,6 +46,7 @@ class Plan:
     eval_files_per_language: int | None
     tokenizer_chars: int
     data_seed: int = 0
+    stop_after: float | None = None  # seconds; no new run starts that would likely end after this
     score_args: list[str] = field(default_factory=list)
 
 
@@ -57,7 +58,7 @@ def check_plan(plan: Plan, out: Path) -> None:
     """Write plan.json, or check that the existing one matches (a resume must not mix settings)."""
     path = out / "plan.json"
     # These settings change no result: a resume may differ in them.
-    free = {"out", "score_args", "seeds", "mbpp", "eval_files_per_language"}
+    free = {"out", "score_args", "seeds", "mbpp", "eval_files_per_language", "stop_after"}
     now = {k: v for k, v in asdict(plan).items() if k not in free}
     if path.exists():
         before = {k: v for k, v in json.loads(path.read_text()).items() if k not in free}
@@ -156,7 +157,12 @@ def make_subsets(plan, out, rows, token_ids, arms, eos) -> dict[str, dict]:
     return summaries
 
 
+class OutOfTime(Exception):
+    pass
+
+
 def run(plan: Plan, repo: Path) -> dict:
+    started = time.time()
     out = Path(plan.out)
     check_plan(plan, out)
     cfg = lm.PRESETS[plan.preset]
@@ -181,8 +187,9 @@ def run(plan: Plan, repo: Path) -> dict:
         Path(plan.corpus) / "heldout", Path(plan.mbpp) if plan.mbpp else None, plan.eval_files_per_language
     )
     say("evaluation sets: " + ", ".join(f"{k} ({len(v)})" for k, v in sets.items()))
+    prepared = {name: lm.prepare_eval(tok, items, cfg.seq_len) for name, items in sets.items()}
 
-    runs = []
+    runs, last_seconds = [], 0.0
     todo = [(arm, seed) for arm in arms for seed in plan.seeds]
     for n, (arm, seed) in enumerate(todo, 1):
         run_dir = out / "runs" / arm / f"seed{seed}"
@@ -191,6 +198,10 @@ def run(plan: Plan, repo: Path) -> dict:
             say(f"[{n}/{len(todo)}] {arm} seed {seed}: done before, skipped")
             runs.append(json.loads(done.read_text()))
             continue
+        if plan.stop_after and time.time() - started + last_seconds > plan.stop_after:
+            raise OutOfTime(
+                f"stopping before {arm} seed {seed} (--stop-after {plan.stop_after:.0f} s); re-run to go on"
+            )
         say(f"[{n}/{len(todo)}] {arm} seed {seed}: training on {summaries[arm]['tokens']:,} tokens")
         stream = np.load(out / "subsets" / f"{arm}.npy")
         t0 = time.time()
@@ -202,7 +213,7 @@ def run(plan: Plan, repo: Path) -> dict:
             device,
             lambda msg, a=arm, s=seed: say(f"  {a} seed {s}: {msg}"),
         )
-        results = {name: lm.evaluate(model, tok, items, cfg, device) for name, items in sets.items()}
+        results = {name: lm.evaluate(model, p, cfg, device) for name, p in prepared.items()}
         metrics = {
             "arm": arm,
             "seed": seed,
@@ -219,6 +230,7 @@ def run(plan: Plan, repo: Path) -> dict:
         he = results["humaneval"]["bits_per_byte"]
         say(f"[{n}/{len(todo)}] {arm} seed {seed}: {info['train_seconds']} s, HumanEval {he:.4f} bits/byte")
         runs.append(metrics)
+        last_seconds = time.time() - t0
         del model
     note = None if plan.mbpp else "MBPP: n/a (no package installable here ships it; pass --mbpp mbpp.jsonl)."
     agg = report.write(runs, out, note)
