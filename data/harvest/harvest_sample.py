@@ -129,7 +129,7 @@ class Settings:
     # sample's mix, not a training corpus), whole packages are held out per language, near-duplicates removed.
     ignore_package_max_files: bool = False
     heldout_files_per_language: int = 0  # 0: no held-out sets, no near-dedup, no decontamination (the sample)
-    heldout_max_fraction: float = 0.1  # of a language's files, so that small languages (SQL, shell) keep a pool
+    heldout_max_fraction: float = 0.1  # of a language's files: small languages (SQL, shell) keep a pool
     near_dup_threshold: float = 0.7
     rows_per_shard: int = 10000
 
