@@ -10,6 +10,13 @@ Every file in the sample comes from a package with a pinned version and a permis
 4. filters them (valid UTF-8, size bounds, no exact duplicates), caps files per package and per language,
 5. writes `<out>/<language>/part-00000.parquet` in the StarCoderData layout, plus `MANIFEST.csv`.
 
+With a config whose `[settings]` has `heldout_files_per_language` (`packages_large.toml`, the corpus of the
+data ablation, experiments/ablation), step 5 becomes: hold out whole packages per language as evaluation
+sets, remove near-duplicates (MinHash) in the pool and in the held-out sets, remove from the pool the files
+that appear in the held-out sets or in HumanEval/MBPP (`dedup.py`), and write `<out>/corpus/<language>/`
+(the training pool, in shards), `<out>/heldout/<language>/`, `MANIFEST.csv` (with a `split` column) and
+`harvest_report.json` (sizes and every count).
+
 The selection depends only on the config and the packages' contents, so a re-run gives the same sample.
 
 Glob patterns are fnmatch patterns matched against the path inside the package (after its top folder is
@@ -25,6 +32,7 @@ import argparse
 import csv
 import fnmatch
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -116,7 +124,14 @@ class Settings:
     max_bytes: int
     max_files_per_package: int
     max_files_per_language: int
-    exclude: list[str]
+    exclude: list[str] = field(default_factory=list)
+    # The large harvest (packages_large.toml) only: per-package `max_files` are ignored (they shape the
+    # sample's mix, not a training corpus), whole packages are held out per language, near-duplicates removed.
+    ignore_package_max_files: bool = False
+    heldout_files_per_language: int = 0  # 0: no held-out sets, no near-dedup, no decontamination (the sample)
+    heldout_max_fraction: float = 0.1  # of a language's files: small languages (SQL, shell) keep a pool
+    near_dup_threshold: float = 0.7
+    rows_per_shard: int = 10000
 
 
 def license_ids(expression: str) -> set[str]:
@@ -126,19 +141,23 @@ def license_ids(expression: str) -> set[str]:
 
 
 def load_config(path: Path) -> tuple[Settings, list[Package]]:
+    """Settings and packages; `extends = "other.toml"` takes that config's packages first, then this one's."""
     with open(path, "rb") as fh:
         raw = tomllib.load(fh)
     s = raw["settings"]
-    settings = Settings(
-        min_bytes=s["min_bytes"],
-        max_bytes=s["max_bytes"],
-        max_files_per_package=s["max_files_per_package"],
-        max_files_per_language=s["max_files_per_language"],
-        exclude=s.get("exclude", []),
-    )
+    settings = Settings(**s)
+    entries = list(raw.get("package", []))
+    if "extends" in raw:
+        base = path.parent / raw["extends"]
+        with open(base, "rb") as fh:
+            entries = list(tomllib.load(fh)["package"]) + entries
     packages = []
-    for p in raw["package"]:
+    seen: set[tuple[str, str]] = set()
+    for p in entries:
         pkg = Package(**p)
+        if (pkg.kind, pkg.name) in seen:
+            raise ValueError(f"{pkg.repo}: listed twice (check the extended config)")
+        seen.add((pkg.kind, pkg.name))
         bad = license_ids(pkg.license) - ALLOWED_LICENSES
         if bad:  # a config error, not a runtime choice: a non-permissive package must never get in
             raise ValueError(
@@ -311,7 +330,9 @@ def select_files(pkg: Package, tree: Path, settings: Settings) -> dict[str, list
     """language -> [(path, content)] picked from one package, at most the package's cap per language."""
     all_paths = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file())
     excludes = settings.exclude + pkg.exclude
-    cap = pkg.max_files or settings.max_files_per_package
+    cap = settings.max_files_per_package
+    if pkg.max_files and not settings.ignore_package_max_files:
+        cap = pkg.max_files
     picked: dict[str, list[tuple[str, str]]] = {}
     claimed: set[str] = set()  # a file counts for one language only
     for language, patterns in pkg.take.items():
@@ -383,10 +404,10 @@ def write_sample(rows_by_lang: dict[str, list[dict]], out: Path) -> None:
         pq.write_table(table, lang_dir / "part-00000.parquet", compression="zstd", compression_level=19)
 
 
-def write_manifest(rows_by_lang: dict[str, list[dict]], out: Path) -> None:
+def write_manifest(rows_by_lang: dict[str, list[dict]], out: Path, split: bool = False) -> None:
     with open(out / "MANIFEST.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(MANIFEST_COLUMNS)
+        w.writerow(MANIFEST_COLUMNS + (("split",) if split else ()))
         for language in LANGUAGES:
             for r in rows_by_lang.get(language, []):
                 w.writerow(
@@ -399,8 +420,136 @@ def write_manifest(rows_by_lang: dict[str, list[dict]], out: Path) -> None:
                         r["max_stars_repo_path"],
                         r["_license"],
                         sha1(r["content"]),
+                        *([r["_split"]] if split else []),
                     ]
                 )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The large harvest: held-out packages, near-duplicates, decontamination
+
+
+def choose_heldout(rows: list[dict], language: str, target: int) -> set[str]:
+    """The packages held out for one language: in a stable pseudo-random order, until `target` files.
+
+    Whole packages are held out, so that no held-out file has a sibling from its own package in the pool. A
+    package that would take the held-out set past twice the target is passed over (a 5,000-file package
+    would make the held-out set mostly one code base).
+    """
+    sizes: dict[str, int] = defaultdict(int)
+    for r in rows:
+        sizes[r["max_stars_repo_name"]] += 1
+    chosen, total = set(), 0
+    for repo in sorted(sizes, key=lambda name: sha1(f"{language}:{name}")):
+        if total >= target:
+            break
+        if total + sizes[repo] > 2 * target:
+            continue
+        chosen.add(repo)
+        total += sizes[repo]
+    return chosen
+
+
+def build_large(rows_by_lang: dict[str, list[dict]], settings: Settings, mbpp: Path | None, workers: int):
+    """Split, deduplicate and decontaminate: (pool, heldout) rows per language and the report's counts."""
+    import dedup  # beside this script; needs datasketch, only the large harvest uses it
+
+    report: dict = {"languages": {}, "near_dup_threshold": settings.near_dup_threshold}
+    needles = dedup.benchmark_needles(mbpp)
+    report["benchmark_strings"] = {k: len(v) for k, v in needles.items()}
+    report["mbpp"] = str(mbpp) if mbpp else "not available (no package ships MBPP; pass --mbpp FILE)"
+    pool_by_lang, heldout_by_lang = {}, {}
+    heldout_index = dedup.NearDupIndex(settings.near_dup_threshold)
+    # Held-out sets first: the pool is decontaminated against all of them, whatever the language.
+    pool_rows: dict[str, list[dict]] = {}
+    pool_sigs: dict[str, list] = {}
+    for language in LANGUAGES:
+        rows = rows_by_lang.get(language, [])
+        target = min(settings.heldout_files_per_language, int(len(rows) * settings.heldout_max_fraction))
+        held = choose_heldout(rows, language, max(target, 1))
+        hrows = [r for r in rows if r["max_stars_repo_name"] in held]
+        prows = [r for r in rows if r["max_stars_repo_name"] not in held]
+        tqdm.write(f"{language}: minhash of {len(rows)} files")
+        sigs = dedup.signatures([r["content"] for r in rows], workers)
+        sig_of = {r["id"]: s for r, s in zip(rows, sigs, strict=True)}
+        hkeep = dedup.near_dedup([r["id"] for r in hrows], [sig_of[r["id"]] for r in hrows])
+        heldout_by_lang[language] = [r for r, k in zip(hrows, hkeep, strict=True) if k]
+        for r in heldout_by_lang[language]:
+            heldout_index.add(r["id"], sig_of[r["id"]])
+        pkeep = dedup.near_dedup([r["id"] for r in prows], [sig_of[r["id"]] for r in prows])
+        pool_rows[language] = [r for r, k in zip(prows, pkeep, strict=True) if k]
+        pool_sigs[language] = [sig_of[r["id"]] for r in pool_rows[language]]
+        report["languages"][language] = {
+            "files_after_exact_dedup": len(rows),
+            "heldout_packages": sorted(held),
+            "heldout_near_dups_removed": len(hrows) - len(heldout_by_lang[language]),
+            "pool_near_dups_removed": len(prows) - len(pool_rows[language]),
+        }
+    for language in LANGUAGES:
+        kept, held_hits, bench_hits = [], 0, defaultdict(int)
+        for r, sig in zip(pool_rows[language], pool_sigs[language], strict=True):
+            if heldout_index.match(sig) is not None:
+                held_hits += 1
+                continue
+            bench = dedup.contaminated_by(r["content"], needles)
+            if bench:
+                bench_hits[bench] += 1
+                continue
+            kept.append(r)
+        pool_by_lang[language] = kept
+        stats = report["languages"][language]
+        stats["pool_removed_heldout_overlap"] = held_hits
+        stats["pool_removed_benchmarks"] = dict(bench_hits)
+        stats["pool_files"] = len(kept)
+        stats["pool_bytes"] = sum(len(r["content"].encode()) for r in kept)
+        stats["pool_packages"] = len({r["max_stars_repo_name"] for r in kept})
+        stats["heldout_files"] = len(heldout_by_lang[language])
+        stats["heldout_bytes"] = sum(len(r["content"].encode()) for r in heldout_by_lang[language])
+    return pool_by_lang, heldout_by_lang, report
+
+
+def write_shards(rows_by_lang: dict[str, list[dict]], out: Path, rows_per_shard: int) -> None:
+    """`<out>/<language>/part-NNNNN.parquet`: several shards, so that score.py's ranks share the work."""
+    for language in LANGUAGES:
+        rows = rows_by_lang.get(language, [])
+        lang_dir = out / language
+        lang_dir.mkdir(parents=True, exist_ok=True)
+        for stale in lang_dir.glob("*.parquet"):
+            stale.unlink()
+        for n, start in enumerate(range(0, max(len(rows), 1), rows_per_shard)):
+            chunk = rows[start : start + rows_per_shard]
+            table = pa.Table.from_pylist([{c: r[c] for c in SCHEMA.names} for r in chunk], schema=SCHEMA)
+            pq.write_table(table, lang_dir / f"part-{n:05d}.parquet", compression="zstd")
+
+
+def write_large(rows_by_lang, settings: Settings, out: Path, mbpp: Path | None, workers: int) -> None:
+    pool, heldout, report = build_large(rows_by_lang, settings, mbpp, workers)
+    out.mkdir(parents=True, exist_ok=True)
+    write_shards(pool, out / "corpus", settings.rows_per_shard)
+    write_shards(heldout, out / "heldout", settings.rows_per_shard)
+    both = {lang: [{**r, "_split": "pool"} for r in pool[lang]] for lang in LANGUAGES}
+    for lang in LANGUAGES:
+        both[lang] += [{**r, "_split": "heldout"} for r in heldout[lang]]
+    write_manifest(both, out, split=True)
+    langs = report["languages"]
+    report["pool_files"] = sum(v["pool_files"] for v in langs.values())
+    report["pool_bytes"] = sum(v["pool_bytes"] for v in langs.values())
+    report["heldout_files"] = sum(v["heldout_files"] for v in langs.values())
+    (out / "harvest_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"{'language':<12}{'pool files':>11}{'pool MB':>9}{'pkgs':>6}{'held-out':>9}{'near-dup':>9}"
+        f"{'decontam':>9}"
+    )
+    for lang, v in langs.items():
+        decontam = v["pool_removed_heldout_overlap"] + sum(v["pool_removed_benchmarks"].values())
+        near = v["pool_near_dups_removed"] + v["heldout_near_dups_removed"]
+        print(
+            f"{lang:<12}{v['pool_files']:>11}{v['pool_bytes'] / 1e6:>9.1f}{v['pool_packages']:>6}"
+            f"{v['heldout_files']:>9}{near:>9}{decontam:>9}"
+        )
+    print(
+        f"pool: {report['pool_files']} files, {report['pool_bytes'] / 1e6:.1f} MB of text; written to {out}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,6 +570,10 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="*", metavar="NAME", help="fetch only these packages (no sample is written)"
     )
     ap.add_argument("--fetch-only", action="store_true", help="download and unpack, write nothing")
+    ap.add_argument(
+        "--mbpp", type=Path, help="a local mbpp.jsonl to decontaminate against too (large harvest only)"
+    )
+    ap.add_argument("--workers", type=int, default=2, help="processes for MinHash (large harvest only)")
     ap.add_argument(
         "--list", metavar="NAME", help="print which files of a package each language's patterns match"
     )
@@ -481,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
     for language in LANGUAGES:
         rows_by_lang[language] = trim_language(rows_by_lang[language], settings.max_files_per_language)
+    if settings.heldout_files_per_language:
+        write_large(rows_by_lang, settings, args.out, args.mbpp, args.workers)
+        return 0
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_sample(rows_by_lang, args.out)
