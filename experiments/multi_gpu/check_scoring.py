@@ -112,12 +112,13 @@ def run_score(cmd: list[str], log: Path) -> dict:
                 tokens_per_s=int(m[6]),
             )
         )
+    # The log's `time:` line, stage by stage ("2.0 s to the first batch, 4.1 s waiting for input, ...").
     waits = [
-        dict(first_batch_s=float(m[1]), input_wait_s=float(m[2]), gpu_wait_s=float(m[3]), write_s=float(m[4]))
-        for m in re.finditer(
-            r"time: ([\d.]+) s to the first batch, ([\d.]+) s waiting for input, ([\d.]+) s waiting for the model, ([\d.]+) s writing",
-            text,
-        )
+        {
+            name.strip().replace(" ", "_"): float(sec)
+            for sec, name in re.findall(r"([\d.]+) s ([a-z ]+?)(?=,|;|$)", m[1])
+        }
+        for m in re.finditer(r"time: (.*)", text)
     ]
     files = sum(r["files"] for r in ranks)
     loop = max((r["loop_s"] for r in ranks), default=float("nan"))
