@@ -97,26 +97,35 @@ def train(cfg: DictConfig) -> float | None:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
 
-        if trainer.is_global_zero and model.test_report is None:
+        meta = {
+            "experiment": cfg.experiment_name,
+            "run": cfg.run_name,
+            "checkpoint": best or "(final weights)",
+            "data": cfg.data.root,
+            "split": "test",
+            "encoder": cfg.model.encoder,
+            "label_set": cfg.labels.name,
+            "max_length": cfg.data.max_length,
+            "epochs": trainer.current_epoch,
+        }
+        test_report = model.test_report
+        # Every rank takes part in these tests (they are collective under DDP); rank 0 writes.
+        other_reports = evaluate_sets(cfg, trainer, model, best)
+
+        if trainer.is_global_zero and test_report is None:
             log.warning("no test batches ran (trainer.limit_test_batches=0?): no test report written")
         elif trainer.is_global_zero:
-            meta = {
-                "experiment": cfg.experiment_name,
-                "run": cfg.run_name,
-                "checkpoint": best or "(final weights)",
-                "data": cfg.data.root,
-                "split": "test",
-                "encoder": cfg.model.encoder,
-                "label_set": cfg.labels.name,
-                "max_length": cfg.data.max_length,
-                "epochs": trainer.current_epoch,
-            }
-            paths = write_report(model.test_report, cfg.paths.output_dir, f"{cfg.run_name}: test", meta)
+            paths = write_report(test_report, cfg.paths.output_dir, f"{cfg.run_name}: test", meta)
+            reports = {"test split": test_report}
+            for name, report in other_reports.items():
+                root = cfg.eval_sets[name]
+                write_report(report, Path(cfg.paths.output_dir) / name, f"{cfg.run_name}: {name}",
+                             {**meta, "data": root, "split": name})  # fmt: skip
+                reports[name] = report
             for logger in loggers:
                 if type(logger).__name__ == "WandbLogger":
-                    log_report_to_wandb(model.test_report, logger, prefix="test")
-            reports = {"test split": model.test_report}
-            reports.update(evaluate_sets(cfg, trainer, model, best, meta, loggers))
+                    for name, report in reports.items():
+                        log_report_to_wandb(report, logger, prefix="test" if name == "test split" else name)
             if len(reports) > 1:
                 # The same model on held-out sets (the gold set), beside the test split, in report.md.
                 with open(paths["report"], "a") as fh:
@@ -124,6 +133,10 @@ def train(cfg: DictConfig) -> float | None:
             print(f"\nbest checkpoint: {best or '(none kept)'}")
             print(f"test report:     {paths['report']}")
             print(f"test metrics:    {paths['metrics']}")
+            for name in other_reports:
+                print(
+                    f"{name} report:{' ' * max(1, 10 - len(name))}{Path(cfg.paths.output_dir) / name / 'report.md'}"
+                )
     finally:
         # One W&B run per multirun job: close this one before the next job starts in the same process.
         if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
@@ -134,25 +147,18 @@ def train(cfg: DictConfig) -> float | None:
     return None if optimized is None else float(optimized)
 
 
-def evaluate_sets(cfg: DictConfig, trainer, model, best: str, meta: dict, loggers) -> dict:
-    """The tested checkpoint on each of `eval_sets` (name: labeled shards, every row of them), each report in
-    `<run>/<name>/`; returns the reports by name."""
+def evaluate_sets(cfg: DictConfig, trainer, model, best: str) -> dict:
+    """The tested checkpoint on each of `eval_sets` (name: labeled shards, every row of them, shared among the
+    ranks like the test split); returns the reports by name."""
     from curator.data.datamodule import ALL_ROWS
-    from curator.tasks.report import log_report_to_wandb, write_report
 
     reports = {}
     for name, root in (cfg.get("eval_sets") or {}).items():
         datamodule = hydra.utils.instantiate(cfg.data, root=root)
-        trainer.test(
-            model, dataloaders=datamodule.loader(datamodule.stream(ALL_ROWS)), ckpt_path=best or None
-        )
+        datamodule.trainer = trainer  # so that each rank reads its own share of the rows
+        loader = datamodule.loader(datamodule.stream(ALL_ROWS))
+        trainer.test(model, dataloaders=loader, ckpt_path=best or None, verbose=False)
         reports[name] = model.test_report
-        out = Path(cfg.paths.output_dir) / name
-        write_report(model.test_report, out, f"{cfg.run_name}: {name}", {**meta, "data": root, "split": name})
-        for logger in loggers:
-            if type(logger).__name__ == "WandbLogger":
-                log_report_to_wandb(model.test_report, logger, prefix=name)
-        print(f"{name} report:     {out / 'report.md'}")
     return reports
 
 

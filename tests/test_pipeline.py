@@ -63,3 +63,26 @@ def test_the_readme_pipeline_end_to_end(tmp_path):
     assert 0 < kept.num_rows < scores.num_rows and "content" in kept.column_names
     assert set(kept.column("id").to_pylist()) <= set(scores.column("id").to_pylist())
     assert (tmp_path / "kept" / "filter_report.md").is_file()
+
+
+@pytest.mark.slow
+def test_two_training_processes_test_every_file_once_as_one_process_does(tmp_path):
+    # DDP on two CPU processes (gloo): the test split and the gold set are shared among the ranks; the tested
+    # checkpoint evaluated again by one process must give the same report.
+    run_dir = tmp_path / "ddp"
+    out = run("train.py", "+experiment=quickstart", "+debug=fast", "trainer=ddp", "trainer.accelerator=cpu",
+              "trainer.devices=2", "trainer.precision=32", f"hydra.run.dir={run_dir}").stdout  # fmt: skip
+    ckpt = next(
+        line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("best checkpoint")
+    )
+    ddp = json.loads((run_dir / "metrics.json").read_text())
+    gold = json.loads((run_dir / "gold" / "metrics.json").read_text())
+    assert ddp["quality"]["n"] == 239 and gold["quality"]["n"] == 216  # every file once, not once per rank
+
+    run("evaluate.py", "--checkpoint", ckpt, "--data", REPO / "data/labeled/reading", "--split", "test",
+        "--out", tmp_path / "one", "--num-workers", "0")  # fmt: skip
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    for head, key in [("quality", "mae"), ("quality", "spearman"), ("structured_data", "mae"),
+                      ("content_type", "accuracy"), ("content_type", "macro_f1")]:  # fmt: skip
+        assert one[head]["n"] == ddp[head]["n"]
+        assert one[head][key] == pytest.approx(ddp[head][key], abs=1e-4), (head, key)

@@ -314,9 +314,16 @@ class CuratorDataModule(L.LightningDataModule):
             seed=hp.seed,
         )
         if _is_local(hp.root):
-            units = local_units(labeled_files(hp.root, split), split, hp.unit_rows)
+            files = labeled_files(hp.root, split)
+            units = local_units(files, split, hp.unit_rows)
             if not units:
                 raise FileNotFoundError(f"no rows of split {split!r} under {hp.root}")
+            slots = world_size * max(1, hp.num_workers)
+            if len(units) < slots:
+                # A small split (the gold set is one file of 216 rows) in smaller units, so that every rank and
+                # worker gets some: Lightning refuses a rank whose loader has no batch.
+                rows = sum(u.rows for u in units)
+                units = local_units(files, split, max(1, min(hp.unit_rows, rows // slots)))
             return LabeledStream(units=units, **common)
         return LabeledStream(
             hf_dataset=self._hf_split(split),
