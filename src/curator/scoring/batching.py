@@ -130,19 +130,16 @@ def encode_rows(
     encoder: InputEncoder, raw_rows: list[dict], first_index: int, id_prefix: str
 ) -> list[RowInfo]:
     """RowInfos with model input for raw corpus rows; a row without an id gets `<id_prefix><row number>`."""
+    # Each row's text once: the model input reads its head, the junk signals the whole file (within their own
+    # size cap). A row that is not text goes to the encoder as it is, which gives the reason.
+    texts = [text_of(r.get("content"), encoder.max_chars)[0] for r in raw_rows]
+    inputs = encoder.encode(
+        [r.get("content") if t is None else t for r, t in zip(raw_rows, texts, strict=True)],
+        [r.get("max_stars_repo_path") for r in raw_rows],
+    )
     rows = []
-    for i, (raw, x) in enumerate(
-        zip(
-            raw_rows,
-            encoder.encode(
-                [r.get("content") for r in raw_rows], [r.get("max_stars_repo_path") for r in raw_rows]
-            ),
-            strict=True,
-        )
-    ):
+    for i, (raw, text, x) in enumerate(zip(raw_rows, texts, inputs, strict=True)):
         row_id = raw.get("id")
-        # The junk signals read the whole file (within their own size cap), not the model's head.
-        text, _ = text_of(raw.get("content"), encoder.max_chars)
         rows.append(
             RowInfo(
                 index=first_index + i,

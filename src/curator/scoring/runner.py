@@ -150,14 +150,13 @@ class _Pending:
         positions = [r.index - self.part.start for r in rows]
         for row, at in zip(rows, positions, strict=True):
             self.rows[at] = row
-        rows = positions
         if scores is not None:
-            self.quality[rows], self.structured_data[rows], self.probs[rows] = (
+            self.quality[positions], self.structured_data[positions], self.probs[positions] = (
                 scores[:, 0],
                 scores[:, 1],
                 scores[:, 2:],
             )
-        self.received += len(rows)
+        self.received += len(positions)
 
     def write(self, out: Path, upto: int, language: str, classes) -> None:
         """Write rows written..upto-1 (all placed) as one part file."""
