@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from curator.cli import check_checkpoint_file, run
+from curator.cli import check_checkpoint_file, process_age_s, run
 from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, open_corpus
 from curator.scoring.sources import HF_PREFIX
 
@@ -118,6 +118,7 @@ def main(argv=None) -> int:
         corpus = open_corpus(corpus, args.corpus_format)  # a missing or ambiguous corpus: one line, exit 1
     from curator.scoring.runner import score_corpus
 
+    imports_s = process_age_s()
     summary = score_corpus(
         args.model,
         corpus,
@@ -159,6 +160,13 @@ def main(argv=None) -> int:
             "; input was the limit: try more --num-workers"
             if summary.input_wait_s > 0.2 * summary.seconds and summary.input_wait_s > summary.gpu_wait_s
             else "",
+        )
+    if summary.startup:
+        # Where the time before the loop went, from the process's start: what a short run pays on top.
+        stages = {"python and imports": imports_s, **summary.startup}
+        logging.info(
+            "start-up: %s",
+            ", ".join(f"{v:.1f} s {k}" for k, v in stages.items() if v is not None),
         )
     if summary.failed:
         logging.error("%d part(s) could not be scored:", len(summary.failed))

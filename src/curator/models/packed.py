@@ -88,6 +88,7 @@ class PackedEncoder(nn.Module):
         self.position_offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
         self.hidden_dropout = cfg.hidden_dropout_prob
         self.attention_dropout = cfg.attention_probs_dropout_prob
+        self.compile_layers(None)  # eager until asked
 
     def _attention(self, q, k, v, cu_q, cu_k, max_q, max_k):
         dropout = self.attention_dropout if self.encoder.training else 0.0
@@ -103,6 +104,60 @@ class PackedEncoder(nn.Module):
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.hidden_dropout, training=self.encoder.training)
 
+    def compile_layers(self, options: dict | None) -> None:
+        """torch.compile one transformer layer and run every layer through it ("regional" compilation);
+        `options` for torch.compile, or None for the eager functions.
+
+        The layers share their code and differ only in their weights, which the compiled function takes as
+        inputs: one layer is compiled instead of the whole stack, which cuts the compile at start-up several
+        times over (it is paid on every scoring run) and gives up only fusions across layer boundaries,
+        where matrix products sit anyway. The embeddings and the first-token-only last layer get their own,
+        smaller graphs.
+        """
+        functions = (self._embed, self._layer, self._first_only_layer)
+        if options is not None:
+            functions = tuple(torch.compile(f, **options) for f in functions)
+        self._embed_fn, self._layer_fn, self._first_only_layer_fn = functions
+
+    def _embed(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+        emb = self.encoder.embeddings
+        total = input_ids.shape[0]
+        positions = position_ids_for(cu_seqlens, total, self.position_offset)
+        x = (
+            emb.word_embeddings(input_ids)
+            + emb.position_embeddings(positions)
+            + emb.token_type_embeddings.weight[0]
+        )
+        return self._dropout(emb.LayerNorm(x))
+
+    def _layer(self, layer: nn.Module, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int):
+        total = x.shape[0]
+        att = layer.attention.self
+        q = att.query(x).view(total, self.num_heads, self.head_dim)
+        k = att.key(x).view(total, self.num_heads, self.head_dim)
+        v = att.value(x).view(total, self.num_heads, self.head_dim)
+        a = self._attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+        return self._feed_forward(layer, a, x)
+
+    def _first_only_layer(self, layer: nn.Module, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int):
+        """A layer whose output is wanted for each file's first token only: keys and values for every token,
+        the query, attention output and feed-forward for the first tokens alone."""
+        total = x.shape[0]
+        att = layer.attention.self
+        k = att.key(x).view(total, self.num_heads, self.head_dim)
+        v = att.value(x).view(total, self.num_heads, self.head_dim)
+        x = x[cu_seqlens[:-1].long()]  # one query per file
+        cu_q = torch.arange(x.shape[0] + 1, dtype=cu_seqlens.dtype, device=x.device)
+        q = att.query(x).view(x.shape[0], self.num_heads, self.head_dim)
+        a = self._attention(q, k, v, cu_q, cu_seqlens, 1, max_seqlen)
+        return self._feed_forward(layer, a, x)
+
+    def _feed_forward(self, layer: nn.Module, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        out = layer.attention.output
+        x = out.LayerNorm(self._dropout(out.dense(a.reshape(x.shape[0], -1))) + x)
+        h = self.act(layer.intermediate.dense(x))
+        return layer.output.LayerNorm(self._dropout(layer.output.dense(h)) + x)
+
     def forward(
         self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, first_only: bool = False
     ) -> torch.Tensor:
@@ -112,32 +167,12 @@ class PackedEncoder(nn.Module):
         computed for every token, but the query, the attention output and the feed-forward only for the first
         token of each file (about 7% of a 12-layer encoder's FLOPs).
         """
-        emb = self.encoder.embeddings
-        total = input_ids.shape[0]
-        positions = position_ids_for(cu_seqlens, total, self.position_offset)
-        x = (
-            emb.word_embeddings(input_ids)
-            + emb.position_embeddings(positions)
-            + emb.token_type_embeddings.weight[0]
-        )
-        x = self._dropout(emb.LayerNorm(x))
+        x = self._embed_fn(input_ids, cu_seqlens)
         layers = self.encoder.encoder.layer
         for i, layer in enumerate(layers):
-            att = layer.attention.self
-            k = att.key(x).view(total, self.num_heads, self.head_dim)
-            v = att.value(x).view(total, self.num_heads, self.head_dim)
             if first_only and i == len(layers) - 1:
-                x = x[cu_seqlens[:-1].long()]  # one query per file
-                cu_q = torch.arange(x.shape[0] + 1, dtype=cu_seqlens.dtype, device=x.device)
-                q = att.query(x).view(x.shape[0], self.num_heads, self.head_dim)
-                a = self._attention(q, k, v, cu_q, cu_seqlens, 1, max_seqlen)
-            else:
-                q = att.query(x).view(total, self.num_heads, self.head_dim)
-                a = self._attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
-            out = layer.attention.output
-            x = out.LayerNorm(self._dropout(out.dense(a.reshape(x.shape[0], -1))) + x)
-            h = self.act(layer.intermediate.dense(x))
-            x = layer.output.LayerNorm(self._dropout(layer.output.dense(h)) + x)
+                return self._first_only_layer_fn(layer, x, cu_seqlens, max_seqlen)
+            x = self._layer_fn(layer, x, cu_seqlens, max_seqlen)
         return x
 
 

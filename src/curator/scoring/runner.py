@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -62,6 +63,8 @@ class ScoreSummary:
     place_s: float = 0.0  # putting each batch's scores in place in its part
     write_s: float = 0.0
     first_batch_s: float | None = None
+    # Seconds before the loop: loading the model, compiling it (while the workers start), the rest.
+    startup: dict[str, float] = field(default_factory=dict)
 
     @property
     def other_s(self) -> float:
@@ -188,7 +191,6 @@ class _Model:
         if packed is None:
             packed = device.type == "cuda" and supports_packing(classifier.encoder)
         self.packed = PackedClassifier(classifier) if packed else None
-        self.eager_encoder = None  # set while a compiled encoder has not yet run once
         self.compiled = False
         if self.packed is None:
             avoid_cudnn_attention()
@@ -199,9 +201,8 @@ class _Model:
             compile = device.type == "cuda"
         if compile:
             self.compiled = True
-            self.eager_encoder = self.packed.encoder
             # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
-            self.packed.encoder = torch.compile(self.packed.encoder, dynamic=True)
+            self.packed.encoder.compile_layers({"dynamic": True})
 
     @property
     def description(self) -> str:
@@ -209,21 +210,38 @@ class _Model:
             return "padded"
         return "packed bf16" + (", compiled" if self.compiled else "")
 
-    def _packed(self, ids, cu_seqlens, bound) -> dict:
-        if self.eager_encoder is None:
-            return self.packed(ids, cu_seqlens, bound)
-        # The first call compiles. Compiler support differs between torch builds and machines, and a
-        # compiler that fails should cost speed, not the run: fall back to the eager encoder.
+    def warm_up(self, max_length: int, vocab_size: int) -> float:
+        """Compile before the first real batch (seconds spent), on a made-up batch of a few files.
+
+        Called while the DataLoader's workers start and tokenize their first windows, so that the compile
+        overlaps them. Compiler support differs between torch builds and machines, and a compiler that fails
+        should cost speed, not the run: the encoder then runs eager.
+        """
+        if not self.compiled:
+            return 0.0
+        t = time.perf_counter()
+        bound = max_length if self.device.type == "cuda" else None
         try:
-            out = self.packed(ids, cu_seqlens, bound)
+            # Under inference mode like the real batches (tensors made outside it would not match the compiled
+            # code's guards, and everything would compile again). Several files of different lengths, since
+            # sizes of 0 and 1 are specialised; then a batch of a single file, which a window's last batch can
+            # be, so that it does not compile in the middle of the run.
+            with torch.inference_mode():
+                for lengths in ([max_length, max_length // 2, 7, 3], [max_length // 2]):
+                    cu = torch.tensor(
+                        [0, *itertools.accumulate(lengths)], dtype=torch.int32, device=self.device
+                    )
+                    ids = torch.randint(3, vocab_size, (sum(lengths),), dtype=torch.int32, device=self.device)
+                    self.packed(ids, cu, bound or max(lengths))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
         except torch.OutOfMemoryError:
             raise
         except Exception as e:
             log.warning("torch.compile failed, scoring without it (%s: %s)", type(e).__name__, str(e)[:300])
-            self.packed.encoder, self.compiled = self.eager_encoder, False
-            out = self.packed(ids, cu_seqlens, bound)
-        self.eager_encoder = None
-        return out
+            self.packed.encoder.compile_layers(None)
+            self.compiled = False
+        return time.perf_counter() - t
 
     def __call__(self, batch: ModelBatch, max_length: int) -> dict:
         dev = self.device
@@ -236,7 +254,7 @@ class _Model:
         cu_seqlens = batch.cu_seqlens
         # The kernel takes max_seqlen as a bound; a constant one keeps a compiled graph from recompiling.
         bound = max_length if dev.type == "cuda" else int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-        return self._packed(
+        return self.packed(
             batch.input_ids.to(dev, non_blocking=True), cu_seqlens.to(dev, non_blocking=True), bound
         )
 
@@ -351,6 +369,7 @@ def score_corpus(
     elsewhere; compile: torch.compile the packed encoder (None: on a GPU; it costs a minute at start and gains
     about 9% there; a compiler that fails falls back to the eager encoder).
     """
+    t_enter = time.perf_counter()
     env_rank, env_world, local_rank = rank_and_world()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
@@ -374,6 +393,7 @@ def score_corpus(
     # The corpus first: a missing or empty one is an error before minutes of model loading, and before any
     # output folder is made.
     mine = list_shards(corpus, languages)[rank::world_size]
+    t_model = time.perf_counter()
     trained = model if isinstance(model, TrainedModel) else load_trained(model, device=dev)
     trained.model.to(dev).eval()
     classes = trained.label_set.classes
@@ -404,7 +424,7 @@ def score_corpus(
 
     # After the fingerprint: the packed path may turn the encoder's weights to bf16.
     forward = _Model(trained.model, dev, packed, compile)
-    log.info("forward: %s", forward.description)
+    summary.startup["model"] = time.perf_counter() - t_model
     encoder = trained.input_encoder(max_chars)
     loader_options = {}
     if "in_order" in inspect.signature(DataLoader).parameters:
@@ -427,7 +447,11 @@ def score_corpus(
     bar = tqdm(
         total=total, unit="file", unit_scale=True, smoothing=0.05, disable=not show, desc=f"score rank {rank}"
     )
+    batches = iter(loader)  # the workers start tokenizing now, while the model compiles
+    summary.startup["compile"] = forward.warm_up(trained.max_length, trained.model.encoder.config.vocab_size)
+    log.info("forward: %s", forward.description)
     start = time.perf_counter()
+    summary.startup["other"] = start - t_enter - summary.startup["model"] - summary.startup["compile"]
     inflight: tuple[_Pending, ModelBatch, object] | None = None  # the batch on the GPU now
 
     def finish_inflight() -> None:
@@ -444,7 +468,7 @@ def score_corpus(
 
     with torch.inference_mode():
         ready = time.perf_counter()
-        for item in loader:
+        for item in batches:
             summary.input_wait_s += time.perf_counter() - ready
             if summary.first_batch_s is None:
                 summary.first_batch_s = time.perf_counter() - start
