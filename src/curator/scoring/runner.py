@@ -44,6 +44,11 @@ from curator.tasks.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
 
+# Compiling the packed encoder costs a fixed time at start (about 14 s on a fresh H200, 5 s with Inductor's
+# cache warm) and then saves a share of every batch's GPU time; below this many files on a rank the run ends
+# before the saving pays for it (experiments/gpu_throughput: score_cli_bench, compiled against eager).
+COMPILE_MIN_ROWS = 1_000_000
+
 
 @dataclass
 class ScoreSummary:
@@ -185,7 +190,7 @@ class _Model:
     the casts too. Heads stay in fp32 either way.
     """
 
-    def __init__(self, classifier, device: torch.device, packed: bool | None, compile: bool | None):
+    def __init__(self, classifier, device: torch.device, packed: bool | None, compile: bool):
         self.classifier = classifier
         self.device = device
         if packed is None:
@@ -197,8 +202,6 @@ class _Model:
             return
         if device.type == "cuda":
             classifier.encoder.to(torch.bfloat16)
-        if compile is None:
-            compile = device.type == "cuda"
         if compile:
             self.compiled = True
             # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
@@ -366,8 +369,9 @@ def score_corpus(
     """Score every unfinished shard of this rank; see score.py --help for the knobs.
 
     packed: None picks the packed bf16 forward on a GPU for BERT/RoBERTa-family encoders, the padded one
-    elsewhere; compile: torch.compile the packed encoder (None: on a GPU; it costs a minute at start and gains
-    about 9% there; a compiler that fails falls back to the eager encoder).
+    elsewhere; compile: torch.compile the packed encoder (None: on a GPU when this rank has at least
+    COMPILE_MIN_ROWS files to score, where the saving outweighs the compile; a compiler that fails falls back
+    to the eager encoder).
     """
     t_enter = time.perf_counter()
     env_rank, env_world, local_rank = rank_and_world()
@@ -423,6 +427,8 @@ def score_corpus(
         return summary
 
     # After the fingerprint: the packed path may turn the encoder's weights to bf16.
+    if compile is None:
+        compile = dev.type == "cuda" and total >= COMPILE_MIN_ROWS
     forward = _Model(trained.model, dev, packed, compile)
     summary.startup["model"] = time.perf_counter() - t_model
     encoder = trained.input_encoder(max_chars)
