@@ -2,14 +2,21 @@
 close to the full-precision one. CPU builds of torch run `torch._scaled_mm` with row-wise float8 scales too."""
 
 import copy
+import json
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers_model import make_checkpoint, make_corpus
 
 from curator.data.inputs import pack
 from curator.models import CuratorClassifier, build_encoder
 from curator.models.fp8 import FP8, FP8_MAX, Fp8Linear, check_fp8_device, quantize_rows, to_fp8
 from curator.models.packed import PackedClassifier, fuse_qkv
+from curator.scoring import outputs, runner
+from curator.scoring.runner import score_corpus
+from curator.tasks.trained import load_trained
 
 
 def _scaled_mm_runs_here() -> bool:
@@ -134,3 +141,44 @@ def test_fp8_needs_a_gpu_with_fp8_tensor_cores(monkeypatch):
     for capability in ((8, 9), (9, 0), (10, 0)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
         check_fp8_device(torch.device("cuda:0"))
+
+
+def test_score_corpus_refuses_fp8_without_such_a_gpu_before_making_anything(tmp_path):
+    corpus = make_corpus(tmp_path / "corpus", languages=("go",), shards=1, rows=4)
+    with pytest.raises(ValueError, match="compute capability"):
+        score_corpus(tmp_path / "missing.ckpt", corpus, tmp_path / "out", device="cpu", precision="fp8")
+    with pytest.raises(ValueError, match="drop --padded"):
+        score_corpus(tmp_path / "missing.ckpt", corpus, tmp_path / "out", precision="fp8", packed=False)
+    assert not (tmp_path / "out").exists()
+
+
+@needs_scaled_mm
+def test_fp8_scores_are_recorded_and_never_mixed_with_bf16(tmp_path, monkeypatch):
+    """The whole scoring path in fp8 (on the CPU, the device check lifted): close scores, its own folder."""
+    ckpt = make_checkpoint(tmp_path / "tiny.ckpt")
+    corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=1, rows=30)
+    kw = {"num_workers": 0, "device": "cpu", "progress": False, "window": 30, "tokens_per_batch": 512}
+    score_corpus(load_trained(ckpt), corpus, tmp_path / "bf16", **kw)
+    monkeypatch.setattr(runner, "check_fp8_device", lambda device: None)
+    summary = score_corpus(load_trained(ckpt), corpus, tmp_path / "fp8", precision="fp8", **kw)
+    assert summary.forward == "packed fp8 (row-wise scaled matmuls), fused qkv"
+    assert json.loads((tmp_path / "fp8" / outputs.META_NAME).read_text())["precision"] == "fp8"
+    assert json.loads((tmp_path / "bf16" / outputs.META_NAME).read_text())["precision"] == "bf16"
+    a = pq.read_table(tmp_path / "bf16" / "python" / "train-00000.parquet").to_pandas()
+    b = pq.read_table(tmp_path / "fp8" / "python" / "train-00000.parquet").to_pandas()
+    assert a["id"].tolist() == b["id"].tolist()
+    np.testing.assert_allclose(a["quality"], b["quality"], atol=0.02)
+    np.testing.assert_allclose(a["structured_data"], b["structured_data"], atol=0.02)
+    np.testing.assert_allclose(
+        np.stack(a["content_type_probs"]), np.stack(b["content_type_probs"]), atol=0.02
+    )
+    with pytest.raises(ValueError, match="precision: 'fp8' there, 'bf16' now"):
+        score_corpus(load_trained(ckpt), corpus, tmp_path / "fp8", **kw)
+
+
+def test_a_folder_from_before_precision_was_recorded_holds_bf16(tmp_path):
+    meta = {"model_fingerprint": "x", "content_types": ["a"], "max_length": 64}
+    outputs.write_meta(tmp_path, meta)  # written without a precision, as older versions did
+    outputs.write_meta(tmp_path, {**meta, "precision": "bf16"})
+    with pytest.raises(ValueError, match="precision: 'bf16' there, 'fp8' now"):
+        outputs.write_meta(tmp_path, {**meta, "precision": "fp8"})
