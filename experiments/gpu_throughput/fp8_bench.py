@@ -277,8 +277,23 @@ def matmul_peaks() -> dict:
     return res
 
 
+VARIANTS = {
+    "bf16": dict(precision="bf16"),
+    "bf16_fused_qkv": dict(precision="bf16", qkv_fused=True),
+    "fp8": dict(precision="fp8"),
+    "fp8_unfused_qkv": dict(precision="fp8", qkv_fused=False),
+    "fp8_no_fast_accum": dict(precision="fp8", fast_accum=False),
+}
+
+
 def profile(
-    model_path: str, corpus: Path, out: Path, n_batches: int, tokens_per_batch: int, smoke: bool
+    model_path: str,
+    corpus: Path,
+    out: Path,
+    n_batches: int,
+    tokens_per_batch: int,
+    smoke: bool,
+    names: list[str],
 ) -> dict:
     from curator.models.fp8 import Fp8Linear
     from curator.scoring.runner import _Model
@@ -298,13 +313,7 @@ def profile(
         res["matmul_peak_tflops"] = matmul_peaks()
         print("matmul peaks (TFLOP/s):", json.dumps(res["matmul_peak_tflops"]), flush=True)
     L = base.max_length
-    variants = {
-        "bf16": dict(precision="bf16"),
-        "bf16_fused_qkv": dict(precision="bf16", qkv_fused=True),
-        "fp8": dict(precision="fp8"),
-        "fp8_unfused_qkv": dict(precision="fp8", qkv_fused=False),
-        "fp8_no_fast_accum": dict(precision="fp8", fast_accum=False),
-    }
+    variants = {k: v for k, v in VARIANTS.items() if k in names}
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for name, v in variants.items():
         torch._dynamo.reset()  # every variant compiles afresh, within the recompile limit
@@ -473,6 +482,7 @@ def main() -> int:
     p.add_argument("--extra", default="", help="more score.py flags for both runs, e.g. '--num-workers 30'")
     p.add_argument("--profile", action="store_true", help="also profile the forward alone (see above)")
     p.add_argument("--profile-batches", type=int, default=20)
+    p.add_argument("--profile-variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--tokens-per-batch", type=int, default=131_072, help="of the profiled batches")
     p.add_argument("--skip-runs", action="store_true", help="no score.py runs (with --profile: profile only)")
     p.add_argument("--work", type=Path, default=Path("/tmp/fp8_bench"))
@@ -544,7 +554,13 @@ def main() -> int:
         (args.out / "fp8_bench.json").write_text(json.dumps(res, indent=1))
     if args.profile:
         res["profile"] = profile(
-            model, corpus, args.out, args.profile_batches, args.tokens_per_batch, args.smoke
+            model,
+            corpus,
+            args.out,
+            args.profile_batches,
+            args.tokens_per_batch,
+            args.smoke,
+            args.profile_variants,
         )
     res["verdicts"] = verdicts(res["runs"], res.get("agreement"), bool(args.model))
     (args.out / "fp8_bench.json").write_text(json.dumps(res, indent=1))
