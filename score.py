@@ -104,6 +104,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "a GPU when a process has at least a million files to score, where the saving outweighs the compile; "
         "experiments/gpu_throughput)",
     )
+    p.add_argument(
+        "--precision",
+        choices=("bf16", "fp8"),
+        default="bf16",
+        help="bf16: the default forward (packed bf16 on a GPU, fp32 on a CPU); fp8: the packed forward with the "
+        "transformer layers' matmuls in float8, row-wise scaled (a GPU of compute capability 8.9 or newer: "
+        "Ada, Hopper), for speed (experiments/gpu_throughput measures it), its scores slightly off the bf16 "
+        "ones; a score folder holds one precision (default: %(default)s; docs/scoring.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
     return p.parse_args(argv)
 
@@ -134,9 +143,10 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         packed=False if args.padded else None,
         compile=args.compile,
+        precision=args.precision,
     )
     logging.info(
-        "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s",
+        "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s%s",
         summary.rank,
         summary.world_size,
         summary.shards,
@@ -145,6 +155,7 @@ def main(argv=None) -> int:
         summary.seconds,
         summary.files_per_s,
         summary.tokens_per_s,
+        f" ({summary.forward})" if summary.forward else "",
     )
     if summary.rows_scored:
         logging.info(

@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 import curator
 from curator.data.shards import write_parquet_atomic
 from curator.models.encoder import avoid_cudnn_attention
-from curator.models.packed import PackedClassifier, supports_packing
+from curator.models.fp8 import check_fp8_device, to_fp8
+from curator.models.packed import PackedClassifier, fuse_qkv, supports_packing
 from curator.scoring import outputs
 from curator.scoring.batching import (
     ErrorRows,
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 # cache warm) and then saves a share of every batch's GPU time; below this many files on a rank the run ends
 # before the saving pays for it (experiments/gpu_throughput: score_cli_bench, compiled against eager).
 COMPILE_MIN_ROWS = 1_000_000
+PRECISIONS = ("bf16", "fp8")
 
 
 @dataclass
@@ -70,6 +72,7 @@ class ScoreSummary:
     first_batch_s: float | None = None
     # Seconds before the loop: loading the model, compiling it (while the workers start), the rest.
     startup: dict[str, float] = field(default_factory=dict)
+    forward: str = ""  # the forward that ran (_Model.description): packed or padded, bf16 or fp8, compiled
 
     @property
     def other_s(self) -> float:
@@ -188,20 +191,46 @@ class _Model:
     Packed (`curator.models.packed`) runs every layer on real tokens only and attention through Flash
     Attention's variable-length kernel; with the encoder's weights in bf16 rather than under autocast it saves
     the casts too. Heads stay in fp32 either way.
+
+    precision "fp8" (packed only): the transformer layers' matmuls in float8 (`curator.models.fp8`), query, key
+    and value fused into one. qkv_fused: that fusion, in bf16 too (None: with fp8 only).
     """
 
-    def __init__(self, classifier, device: torch.device, packed: bool | None, compile: bool):
+    def __init__(
+        self,
+        classifier,
+        device: torch.device,
+        packed: bool | None,
+        compile: bool,
+        precision: str = "bf16",
+        qkv_fused: bool | None = None,
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.classifier = classifier
         self.device = device
+        self.precision = precision
         if packed is None:
-            packed = device.type == "cuda" and supports_packing(classifier.encoder)
+            packed = (device.type == "cuda" or precision == "fp8") and supports_packing(classifier.encoder)
+        if precision == "fp8" and not packed:
+            raise ValueError(
+                "precision fp8 runs on the packed forward, which needs a BERT- or RoBERTa-family encoder "
+                "(and no --padded)"
+            )
         self.packed = PackedClassifier(classifier) if packed else None
         self.compiled = False
+        self.qkv_fused = False
         if self.packed is None:
             avoid_cudnn_attention()
             return
         if device.type == "cuda":
             classifier.encoder.to(torch.bfloat16)
+        self.qkv_fused = qkv_fused if qkv_fused is not None else precision == "fp8"
+        if precision == "fp8":
+            # After the cast to bf16: a later .to(dtype) would cast the float8 weights as well.
+            to_fp8(self.packed.encoder, fuse=self.qkv_fused)
+        elif self.qkv_fused:
+            fuse_qkv(self.packed.encoder)
         if compile:
             self.compiled = True
             # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
@@ -211,7 +240,11 @@ class _Model:
     def description(self) -> str:
         if self.packed is None:
             return "padded"
-        return "packed bf16" + (", compiled" if self.compiled else "")
+        if self.precision == "fp8":
+            kind = "packed fp8 (row-wise scaled matmuls)"
+        else:
+            kind = "packed bf16" if self.device.type == "cuda" else "packed fp32"
+        return kind + (", fused qkv" if self.qkv_fused else "") + (", compiled" if self.compiled else "")
 
     def warm_up(self, max_length: int, vocab_size: int) -> float:
         """Compile before the first real batch (seconds spent), on a made-up batch of a few files.
@@ -365,14 +398,20 @@ def score_corpus(
     progress: bool = True,
     packed: bool | None = None,
     compile: bool | None = None,
+    precision: str = "bf16",
 ) -> ScoreSummary:
     """Score every unfinished shard of this rank; see score.py --help for the knobs.
 
     packed: None picks the packed bf16 forward on a GPU for BERT/RoBERTa-family encoders, the padded one
     elsewhere; compile: torch.compile the packed encoder (None: on a GPU when this rank has at least
     COMPILE_MIN_ROWS files to score, where the saving outweighs the compile; a compiler that fails falls back
-    to the eager encoder).
+    to the eager encoder); precision: "bf16" (the forward above) or "fp8" (the packed forward with float8
+    matmuls: a GPU of compute capability 8.9 or newer).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp8" and packed is False:
+        raise ValueError("precision fp8 runs on the packed forward: drop --padded")
     t_enter = time.perf_counter()
     env_rank, env_world, local_rank = rank_and_world()
     rank = env_rank if rank is None else rank
@@ -380,6 +419,8 @@ def score_corpus(
     summary = ScoreSummary(rank, world_size)
     out = Path(out)
     dev = pick_device(device, local_rank)
+    if precision == "fp8":
+        check_fp8_device(dev)  # before the model is loaded and before any output folder is made
     if dev.type == "cuda":
         # Everything that uses "the current device" (the DataLoader's pinning thread, events, streams,
         # empty_cache, the compiler's kernels) must mean this rank's GPU, not cuda:0.
@@ -401,6 +442,11 @@ def score_corpus(
     trained = model if isinstance(model, TrainedModel) else load_trained(model, device=dev)
     trained.model.to(dev).eval()
     classes = trained.label_set.classes
+    if precision == "fp8" and not supports_packing(trained.model.encoder):
+        raise ValueError(
+            f"precision fp8 runs on the packed forward, which supports BERT- and RoBERTa-family encoders; "
+            f"this model's is {trained.model.encoder.config.model_type!r}"
+        )
     run_info = {
         "format_version": outputs.FORMAT_VERSION,
         "curator_version": curator.__version__,
@@ -409,6 +455,9 @@ def score_corpus(
         "label_set": trained.label_set.name,
         "content_types": list(classes),
         "max_length": trained.max_length,
+        # bf16: the default forward (packed bf16 on a GPU, fp32 on a CPU); fp8: float8 matmuls. Scores of the
+        # two differ slightly, so a folder holds one or the other.
+        "precision": precision,
         "columns": [f.name for f in outputs.ALL_FIELDS],
         "corpus": str(corpus) if str(corpus).startswith(HF_PREFIX) else str(Path(corpus).resolve()),
     }
@@ -428,8 +477,10 @@ def score_corpus(
 
     # After the fingerprint: the packed path may turn the encoder's weights to bf16.
     if compile is None:
-        compile = dev.type == "cuda" and total >= COMPILE_MIN_ROWS
-    forward = _Model(trained.model, dev, packed, compile)
+        # fp8 needs the compiler whatever the run's size: it fuses each activation's quantization into the
+        # kernel before the matmul, without which quantizing costs more than the fp8 matmul saves.
+        compile = dev.type == "cuda" and (total >= COMPILE_MIN_ROWS or precision == "fp8")
+    forward = _Model(trained.model, dev, packed, compile, precision)
     summary.startup["model"] = time.perf_counter() - t_model
     encoder = trained.input_encoder(max_chars)
     loader_options = {}
@@ -537,6 +588,7 @@ def score_corpus(
         finish_inflight()
     bar.close()
     summary.seconds = time.perf_counter() - start
+    summary.forward = forward.description  # after the warm-up: a compiler that failed has changed it
     return summary
 
 
