@@ -441,3 +441,15 @@ def test_workers_do_not_deadlock_when_tokenizer_parallelism_is_on(ckpt, tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-1] == str(2 * 2 * 40)
+
+
+def test_a_bare_cuda_device_names_the_ranks_gpu():
+    """`--device cuda` (no index) must become this rank's GPU: making the device current needs an index, and a
+    bare "cuda" once stopped score_corpus before it scored anything."""
+    from curator.scoring.runner import pick_device
+
+    assert pick_device("cuda", 0) == torch.device("cuda", 0)
+    assert pick_device("cuda:1", 0) == torch.device("cuda", 1)
+    assert pick_device("cpu", 3) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert pick_device("auto", 0) == torch.device("cpu")

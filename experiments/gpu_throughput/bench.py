@@ -468,6 +468,7 @@ def main():
         ARCH.update(SMOKE)
     torch.backends.cuda.matmul.allow_tf32 = True
     out_file = Path(args.out, "results.json")
+    out_file.parent.mkdir(parents=True, exist_ok=True)
     res = {"device": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "torch": torch.__version__,
            "args": vars(args)}  # fmt: skip
 

@@ -129,9 +129,14 @@ def default_tokens_per_batch(device: torch.device) -> int:
 
 
 def pick_device(device: str, local_rank: int) -> torch.device:
+    """The rank's device, always with an index on a GPU: "auto" and a bare "cuda" mean this rank's GPU
+    (local rank modulo the GPUs visible), since making the device current needs to know which one."""
     if device == "auto":
-        device = f"cuda:{local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    return dev
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
