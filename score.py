@@ -89,6 +89,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(default: 6 x the model's max_length)",
     )
     p.add_argument(
+        "--max-windows",
+        type=int,
+        default=1,
+        metavar="N",
+        help="score a file longer than the model's max_length as up to N windows of it (the head, then the "
+        "next tokens, each after the same path line and special tokens) and write the token-weighted mean of "
+        "their scores and class probabilities; a file costs up to N times the head's tokens, and the run logs "
+        "the cost measured on a sample before it starts. 1: the head only (default: %(default)s)",
+    )
+    p.add_argument(
         "--device", default="auto", help="auto (GPU LOCAL_RANK if there is one, else CPU), cpu, cuda:N"
     )
     p.add_argument(
@@ -105,7 +115,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-compile for short runs",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.max_windows < 1:
+        p.error(f"--max-windows must be at least 1, not {args.max_windows}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -133,6 +146,7 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         packed=False if args.padded else None,
         compile=args.compile,
+        max_windows=args.max_windows,
     )
     logging.info(
         "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s",
@@ -146,6 +160,16 @@ def main(argv=None) -> int:
         summary.tokens_per_s,
     )
     if summary.rows_scored:
+        logging.info(
+            "tokens: %d through the model, %.0f a file; %d windows, %.2f a file (--max-windows %d); "
+            "%d files scored in more than one window",
+            summary.tokens,
+            summary.tokens / summary.rows_scored,
+            summary.windows,
+            summary.windows_per_file,
+            args.max_windows,
+            summary.multi_window_files,
+        )
         logging.info(
             "time: %.1f s to the first batch, %.1f s waiting for input, %.1f s launching the model, "
             "%.1f s waiting for the model, %.1f s placing scores, %.1f s writing, %.1f s other%s",
