@@ -198,12 +198,16 @@ def test_resume_with_windows(trained, tmp_path, monkeypatch):
     assert rerun.rows_scored == 60 - done
     assert output_ids(out) == input_ids(corpus)
     # The same rows as a run that was never killed; scores to float precision (the rows met other batches).
-    a, b = (pq.read_table(d / "python" / "train-00000.parquet").to_pandas() for d in (tmp_path / "clean", out))
+    a, b = (
+        pq.read_table(d / "python" / "train-00000.parquet").to_pandas() for d in (tmp_path / "clean", out)
+    )
     scores = ["quality", "structured_data", "content_type_probs"]
     assert a.drop(columns=scores).equals(b.drop(columns=scores))
     for column in scores[:2]:
         np.testing.assert_allclose(a[column], b[column], atol=1e-5)
-    np.testing.assert_allclose(np.stack(a["content_type_probs"]), np.stack(b["content_type_probs"]), atol=1e-5)
+    np.testing.assert_allclose(
+        np.stack(a["content_type_probs"]), np.stack(b["content_type_probs"]), atol=1e-5
+    )
     # Another window rule in the same folder would mix two kinds of scores: refused.
     with pytest.raises(ValueError, match="max_windows"):
         score(trained, corpus, out, max_windows=2)
