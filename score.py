@@ -85,8 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--max-chars",
         type=int,
         default=None,
-        help="characters of a file that are tokenized; the token count of a longer file is extrapolated "
-        "(default: 6 x the model's max_length)",
+        help="characters of a file that are tokenized (times --max-windows); the token count of a longer file "
+        "is extrapolated (default: 6 x the model's max_length)",
     )
     p.add_argument(
         "--max-windows",
@@ -161,14 +161,14 @@ def main(argv=None) -> int:
     )
     if summary.rows_scored:
         logging.info(
-            "tokens: %d through the model, %.0f a file; %d windows, %.2f a file (--max-windows %d); "
-            "%d files scored in more than one window",
-            summary.tokens,
+            "tokens: %s through the model, %.0f a file; %s windows, %.2f a file (--max-windows %d); "
+            "%s files scored in more than one window",
+            f"{summary.tokens:,}",
             summary.tokens / summary.rows_scored,
-            summary.windows,
+            f"{summary.windows:,}",
             summary.windows_per_file,
             args.max_windows,
-            summary.multi_window_files,
+            f"{summary.multi_window_files:,}",
         )
         logging.info(
             "time: %.1f s to the first batch, %.1f s waiting for input, %.1f s launching the model, "

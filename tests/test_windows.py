@@ -224,9 +224,9 @@ def test_score_py_with_windows_on_the_shipped_sample(ckpt, tmp_path):
         r"cost: about ([\d,]+) tokens .* head only, ([\d,]+) with --max-windows 4 \(([\d.]+)x", log
     )
     assert est, log
-    got = re.search(r"tokens: (\d+) through the model, \d+ a file; (\d+) windows, ([\d.]+) a file", log)
+    got = re.search(r"tokens: ([\d,]+) through the model, \d+ a file; ([\d,]+) windows, ([\d.]+) a file", log)
     assert got, log
-    scored, windows = int(got[1]), int(got[2])
+    scored, windows = (int(x.replace(",", "")) for x in (got[1], got[2]))
     frames = [pq.read_table(f).to_pandas() for f in sorted(out.glob("*/*.parquet"))]
     ids = [i for f in frames for i in f["id"]]
     want = [i for name, v in input_ids(SAMPLE).items() if name.split("/")[0] in ("python", "sql") for i in v]
