@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from curator.cli import check_checkpoint_file, run
+from curator.cli import check_checkpoint_file, process_age_s, run
 from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, open_corpus
 from curator.scoring.sources import HF_PREFIX
 
@@ -110,9 +110,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--compile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="torch.compile the packed encoder (default: on a GPU): about 9%% faster there (2.02M against "
-        "1.85M tokens/s on an H100, experiments/gpu_throughput) for a minute of compiling at start; "
-        "--no-compile for short runs",
+        help="torch.compile the packed encoder: faster batches for a compile of 5-15 s at start (default: on "
+        "a GPU when a process has at least a million files to score, where the saving outweighs the compile; "
+        "experiments/gpu_throughput)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("bf16", "fp8"),
+        default="bf16",
+        help="bf16: the default forward (packed bf16 on a GPU, fp32 on a CPU); fp8: the packed forward with the "
+        "transformer layers' matmuls in float8, row-wise scaled (a GPU of compute capability 8.9 or newer: "
+        "Ada, Hopper), for speed (experiments/gpu_throughput measures it), its scores slightly off the bf16 "
+        "ones; a score folder holds one precision (default: %(default)s; docs/scoring.md)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
     args = p.parse_args(argv)
@@ -131,6 +140,7 @@ def main(argv=None) -> int:
         corpus = open_corpus(corpus, args.corpus_format)  # a missing or ambiguous corpus: one line, exit 1
     from curator.scoring.runner import score_corpus
 
+    imports_s = process_age_s()
     summary = score_corpus(
         args.model,
         corpus,
@@ -146,10 +156,11 @@ def main(argv=None) -> int:
         progress=not args.no_progress,
         packed=False if args.padded else None,
         compile=args.compile,
+        precision=args.precision,
         max_windows=args.max_windows,
     )
     logging.info(
-        "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s",
+        "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s%s",
         summary.rank,
         summary.world_size,
         summary.shards,
@@ -158,6 +169,7 @@ def main(argv=None) -> int:
         summary.seconds,
         summary.files_per_s,
         summary.tokens_per_s,
+        f" ({summary.forward})" if summary.forward else "",
     )
     if summary.rows_scored:
         logging.info(
@@ -183,6 +195,13 @@ def main(argv=None) -> int:
             "; input was the limit: try more --num-workers"
             if summary.input_wait_s > 0.2 * summary.seconds and summary.input_wait_s > summary.gpu_wait_s
             else "",
+        )
+    if summary.startup:
+        # Where the time before the loop went, from the process's start: what a short run pays on top.
+        stages = {"python and imports": imports_s, **summary.startup}
+        logging.info(
+            "start-up: %s",
+            ", ".join(f"{v:.1f} s {k}" for k, v in stages.items() if v is not None),
         )
     if summary.failed:
         logging.error("%d part(s) could not be scored:", len(summary.failed))

@@ -27,11 +27,14 @@ def make_checkpoint(
     max_length: int = 64,
     seed: int = 0,
     tiny: bool = True,
+    layers: int = 1,
 ):
     """A checkpoint with random heads over a tiny random encoder, or (tiny=False) the pretrained MiniLM."""
     torch.manual_seed(seed)
     if tiny:
-        encoder = build_encoder("minilm", pretrained=False, config_overrides=TINY)
+        encoder = build_encoder(
+            "minilm", pretrained=False, config_overrides={**TINY, "num_hidden_layers": layers}
+        )
     else:
         encoder = build_encoder("minilm")
     model = CuratorClassifier(

@@ -146,6 +146,22 @@ BAD_INPUT = {
         ["score.py", "--model", "{root}/folder_without_model", "--corpus", "{root}/corpus", "--out", "{out}"],
         "not an exported model",
     ),
+    "score-fp8-without-gpu": (
+        [
+            "score.py",
+            "--model",
+            "{root}/model.ckpt",
+            "--corpus",
+            "{root}/corpus",
+            "--out",
+            "{out}",
+            "--precision",
+            "fp8",
+            "--device",
+            "cpu",
+        ],
+        "precision fp8 needs a CUDA GPU of compute capability 8.9 or newer",
+    ),
     "filter-missing-scores": (
         ["filter.py", "--scores", "{root}/missing", "--out", "{out}"],
         "scores_meta.json",

@@ -37,22 +37,26 @@ from check_scoring import build_checkpoint  # noqa: E402
 from curator.tasks.trained import load_trained  # noqa: E402
 
 
-def score_cli(ckpt: Path, corpus: Path, out: Path, log: Path, max_length: int) -> dict:
+def score_cli(ckpt: Path, corpus: Path, out: Path, log: Path, max_length: int, flags: list[str] = ()) -> dict:
     t = time.perf_counter()
+    cmd = [sys.executable, "score.py", "--model", str(ckpt), "--corpus", str(corpus), "--out", str(out),
+           "--no-progress", *flags]  # fmt: skip
+    print("$", " ".join(cmd), flush=True)
     with open(log, "w") as fh:
-        rc = subprocess.run([sys.executable, "score.py", "--model", str(ckpt), "--corpus", str(corpus), "--out",
-                             str(out), "--no-progress"], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
+        rc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode  # fmt: skip
     wall = time.perf_counter() - t
     text = log.read_text()
     loop = re.search(r"scored in ([\d.]+) s", text)
     times = re.search(r"time: (.*)", text)
+    startup = re.search(r"start-up: (.*)", text)
     n = pq.read_table(sorted(out.rglob("*.parquet")), columns=["num_tokens"]).column("num_tokens").to_pylist()
     useful = sum(min(k + 2, max_length) for k in n if k is not None)
     loop_s = float(loop[1]) if loop else float("nan")
     return dict(rc=rc, files=len(n), useful_tokens=useful, wall_s=wall, loop_s=loop_s,
                 tokens_per_s_loop=useful / loop_s, tokens_per_s_wall=useful / wall,
-                time_line=times[1] if times else None)  # fmt: skip
+                time_line=times[1] if times else None, startup_line=startup[1] if startup else None,
+                flags=list(flags))  # fmt: skip
 
 
 def main() -> int:
@@ -63,6 +67,9 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/score_cli_bench"))
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     p.add_argument("--smoke", action="store_true", help="tiny model on the CPU: check the script")
+    p.add_argument("--extra-run", action="append", default=[], metavar="FLAGS", dest="extra_runs",
+                   help='one more score.py run after the default one, with these flags (repeatable; e.g. '
+                        '--extra-run=--compile), to choose the defaults by measurement')  # fmt: skip
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     dev = "cpu" if args.smoke else "cuda"
@@ -90,6 +97,16 @@ def main() -> int:
         res[f"len{L}"] = {"naive": naive, "score.py": cli,
                           "speedup_loop": cli["tokens_per_s_loop"] / naive["tokens_per_s"],
                           "speedup_wall": cli["tokens_per_s_wall"] / naive["tokens_per_s"]}  # fmt: skip
+        for i, flags in enumerate(args.extra_runs):
+            name = flags.strip() or "default"
+            res[f"len{L}"][f"score.py {name}"] = score_cli(
+                ckpt,
+                corpus,
+                args.work / f"scores{L}_{i}",
+                args.out / f"score_cli_len{L}_{i}.log",
+                L,
+                flags.split(),
+            )
         print(json.dumps({f"len{L}": res[f"len{L}"]}, indent=1), flush=True)
         (args.out / "score_cli_bench.json").write_text(json.dumps(res, indent=1))
     print(
@@ -100,6 +117,11 @@ def main() -> int:
         r = res[f"len{L}"]
         print(f"| {L} | {r['naive']['tokens_per_s']:,.0f} | {r['score.py']['tokens_per_s_loop']:,.0f} | "
               f"{r['score.py']['tokens_per_s_wall']:,.0f} | {r['speedup_loop']:.1f} | {r['speedup_wall']:.1f} |")  # fmt: skip
+        for flags in args.extra_runs:
+            c = r[f"score.py {flags.strip() or 'default'}"]
+            print(f"| {L} `{flags}` | | {c['tokens_per_s_loop']:,.0f} | {c['tokens_per_s_wall']:,.0f} | "
+                  f"{c['tokens_per_s_loop'] / r['naive']['tokens_per_s']:.1f} | "
+                  f"{c['tokens_per_s_wall'] / r['naive']['tokens_per_s']:.1f} |")  # fmt: skip
     return 0
 
 

@@ -7,6 +7,7 @@ line gets.
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
 from collections.abc import Callable, Iterable
@@ -79,3 +80,15 @@ def check_labeled_data(datamodule, splits: Iterable[str]) -> None:
             datamodule.stream(split)
         except (OSError, ValueError) as e:
             raise BadInput(f"labeled data {root}, split {split!r}: {one_line(e)}") from e
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux), so that start-up can be reported from the real start:
+    interpreter, imports and all. None where /proc is not there."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except OSError:
+        return None
+    start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")

@@ -65,8 +65,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return tok
 
 
-def encode(tok: Tokenizer, texts: list[str]) -> list[list[int]]:
-    return [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+def encode(tok: Tokenizer, texts: list[str], chunk: int = 1024) -> list[np.ndarray]:
+    """Each text's token ids as uint16 (vocabularies stay below 65,536), encoded in parallel a chunk at a time
+    (the tokenizer's encodings of a whole pool at once would take gigabytes)."""
+    out = []
+    for i in range(0, len(texts), chunk):
+        encs = tok.encode_batch(texts[i : i + chunk], add_special_tokens=False)
+        out += [np.asarray(e.ids, dtype=np.uint16) for e in encs]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,7 +126,7 @@ def train(
     model = build_model(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     blocks = torch.from_numpy(stream[: len(stream) // cfg.seq_len * cfg.seq_len].astype(np.int64))
-    blocks = blocks.view(-1, cfg.seq_len)
+    blocks = blocks.view(-1, cfg.seq_len).to(device)  # the whole stream on the device: no copy a step
     if len(blocks) < cfg.batch_size:
         raise ValueError(f"{len(stream)} tokens make fewer than one batch of {cfg.batch_size}x{cfg.seq_len}")
     steps = max(1, math.ceil(train_tokens / (cfg.batch_size * cfg.seq_len)))
@@ -134,13 +140,14 @@ def train(
     )
     step_fn = torch.compile(model) if compile_model else model
     rng = torch.Generator().manual_seed(seed)  # the batch order follows the seed too
-    order, pos = torch.randperm(len(blocks), generator=rng), 0
+    # An epoch's order is moved to the device once: a copy from host memory every step would wait for the GPU.
+    order, pos = torch.randperm(len(blocks), generator=rng).to(device), 0
     model.train()
     start, last_loss = time.time(), float("nan")
     for step in range(steps):
         if pos + cfg.batch_size > len(order):
-            order, pos = torch.randperm(len(blocks), generator=rng), 0
-        batch = blocks[order[pos : pos + cfg.batch_size]].to(device, non_blocking=True)
+            order, pos = torch.randperm(len(blocks), generator=rng).to(device), 0
+        batch = blocks[order[pos : pos + cfg.batch_size]]
         pos += cfg.batch_size
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, cfg)
@@ -154,13 +161,17 @@ def train(
             last_loss = loss.item()
             rate = (step + 1) * cfg.batch_size * cfg.seq_len / max(time.time() - start, 1e-9)
             log(f"step {step + 1}/{steps} loss {last_loss:.4f} {rate:,.0f} tokens/s")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.time() - start
     model.eval()
+    tokens = steps * cfg.batch_size * cfg.seq_len
     return model, {
         "params": n_params,
         "steps": steps,
-        "train_tokens": steps * cfg.batch_size * cfg.seq_len,
+        "train_tokens": tokens,
         "train_seconds": round(seconds, 1),
+        "tokens_per_s": round(tokens / max(seconds, 1e-9)),
         "final_train_loss": last_loss,
         "config": asdict(cfg),
     }
@@ -189,10 +200,11 @@ def windows(ids: list[int], first_target: int, seq_len: int) -> list[tuple[list[
 def prepare_eval(tok: Tokenizer, items, seq_len: int) -> dict:
     """An evaluation set as windows, tokenized once for every run."""
     eos = tok.token_to_id(EOS)
+    contexts = encode(tok, [item.context for item in items])
+    targets = encode(tok, [item.target for item in items])
     wins, n_bytes = [], 0
-    for item in items:
-        ctx = tok.encode(item.context, add_special_tokens=False).ids if item.context else []
-        tgt = tok.encode(item.target, add_special_tokens=False).ids
+    for item, ctx, tgt in zip(items, contexts, targets, strict=True):
+        ctx, tgt = ctx.tolist(), tgt.tolist()
         wins += windows([eos, *ctx, *tgt], 1 + len(ctx), seq_len)
         n_bytes += len(item.target.encode("utf-8"))
     wins.sort(key=lambda w: len(w[0]))  # similar lengths together: less padding

@@ -33,6 +33,8 @@ def aggregate(runs: list[dict]) -> dict:
             "subset_tokens": rs[0]["subset_tokens"],
             "train_tokens": rs[0]["train"]["train_tokens"],
             "train_seconds": [r["train"]["train_seconds"] for r in rs],
+            "tokens_per_s": [r["train"].get("tokens_per_s") for r in rs],
+            "seconds": [r.get("seconds") for r in rs],
             "bits_per_byte": stats,
         }
     return out
@@ -69,7 +71,21 @@ def markdown(agg: dict, mbpp_note: str | None = None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if mbpp_note:
         lines += ["", mbpp_note]
+    lines += ["", timing(agg)]
     return "\n".join(lines) + "\n"
+
+
+def timing(agg: dict) -> str:
+    """One line: how long the runs took, for planning the next ones."""
+    secs = [s for a in agg.values() for s in a.get("seconds", []) if s is not None]
+    train = [s for a in agg.values() for s in a["train_seconds"]]
+    rates = [r for a in agg.values() for r in a.get("tokens_per_s", []) if r]
+    line = f"Runs: {len(train)}; training {statistics.fmean(train):.1f} s a run ({min(train)}-{max(train)})"
+    if rates:
+        line += f", {statistics.fmean(rates):,.0f} tokens/s"
+    if secs:
+        line += f"; {statistics.fmean(secs):.1f} s a run with its evaluation"
+    return line + "."
 
 
 def plot(agg: dict, path: Path) -> None:

@@ -11,7 +11,9 @@ Arms:
 
 Every arm's subset holds exactly the same number of LM tokens: the smallest arm's kept tokens, or less if
 asked. A subset is its kept files in a seeded random order, each followed by EOS, cut at that count, so every
-arm trains on the same amount of text and only which text differs.
+arm trains on the same amount of text and only which text differs. The prepare stage chooses the files from
+token counts (`choose_files`) and writes them as a list; the train stage tokenizes them again and cuts the stream
+(`build_stream`), so what travels between the two is file lists, not token arrays.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def heuristic_labels(rows: list[dict], cache: Path, workers: int) -> dict[str, t
                 "content_type": [x[2] for x in labels],
             }
         )
+        cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
         pq.write_table(table, tmp)
         tmp.replace(cache)
@@ -97,26 +100,35 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-def build_subset(
-    ids: list[str], token_ids: list[np.ndarray], kept: set[str], n_tokens: int, eos: int, seed: int
-) -> tuple[np.ndarray, list[str]]:
-    """`n_tokens` tokens of the kept files in a seeded order, each file followed by EOS; the files used."""
+def choose_files(
+    ids: list[str], counts: np.ndarray, kept: set[str], n_tokens: int, seed: int
+) -> tuple[list[str], int]:
+    """The kept files in a seeded order, as many as hold `n_tokens` tokens (each file counts its tokens and the
+    EOS after it); the files and the tokens they hold. `counts` is every pool file's token count."""
     idx = [i for i, x in enumerate(ids) if x in kept]
     order = np.random.default_rng(seed).permutation(len(idx))
-    parts, used, total = [], [], 0
+    used, total = [], 0
     for j in order:
         i = idx[j]
-        parts.append(token_ids[i])
-        parts.append(np.array([eos], dtype=token_ids[i].dtype))
         used.append(ids[i])
-        total += len(token_ids[i]) + 1
+        total += int(counts[i]) + 1
         if total >= n_tokens:
             break
+    if total < n_tokens:
+        raise ValueError(f"the kept files hold {total} tokens, fewer than the {n_tokens} asked")
+    return used, total
+
+
+def build_stream(token_ids: list[np.ndarray], n_tokens: int, eos: int) -> np.ndarray:
+    """The files' tokens in order, each followed by EOS, cut at `n_tokens`."""
+    parts = []
+    for t in token_ids:
+        parts += [t, np.array([eos], dtype=t.dtype)]
     stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint16)
     if len(stream) < n_tokens:
-        raise ValueError(f"the kept files hold {len(stream)} tokens, fewer than the {n_tokens} asked")
-    return stream[:n_tokens], used
+        raise ValueError(f"the subset's files hold {len(stream)} tokens, fewer than the {n_tokens} asked")
+    return stream[:n_tokens]
 
 
-def kept_tokens(ids: list[str], token_ids: list[np.ndarray], kept: set[str]) -> int:
-    return sum(len(t) + 1 for i, t in zip(ids, token_ids, strict=True) if i in kept)
+def kept_tokens(ids: list[str], counts: np.ndarray, kept: set[str]) -> int:
+    return sum(int(c) + 1 for i, c in zip(ids, counts, strict=True) if i in kept)

@@ -7,8 +7,10 @@ Plain functions over lists, so the DataModule, evaluation, error analysis and a 
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate, islice
 
 import torch
 
@@ -89,6 +91,51 @@ def _cut(
 ) -> list[list[LabeledExample]]:
     buffer.sort(key=lambda e: len(e.input_ids))
     batches = [buffer[i : i + batch_size] for i in range(0, len(buffer), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def sized_groups(
+    examples: Iterable[LabeledExample], sizes: list[int], buffer_batches: int, rng: random.Random | None
+) -> Iterator[list[LabeledExample]]:
+    """Exactly len(sizes) batches of files of similar length, the k-th buffer cut at the k-th run of
+    `buffer_batches` sizes (as `length_grouped`, with sizes given rather than all batch_size).
+
+    `sizes` counts the rows planned; a row without model input (left out by `encode_rows`, which warns) makes
+    the stream end short, and the batches still to come then share what is left. Only when fewer files than
+    batches remain are files of this stream yielded again (with a warning), so that the count still holds.
+    """
+    examples = iter(examples)
+    seen: list[LabeledExample] = []
+    for start in range(0, len(sizes), buffer_batches):
+        group = sizes[start : start + buffer_batches]
+        buffer = list(islice(examples, sum(group)))
+        if len(buffer) < sum(group):
+            left = len(sizes) - start
+            if len(buffer) < left:
+                pool = buffer + seen
+                if not pool:
+                    raise ValueError(f"no file with model input to fill {left} batches")
+                warnings.warn(
+                    f"{left - len(buffer)} files repeat this epoch: rows without model input left "
+                    f"fewer files than batches",
+                    stacklevel=2,
+                )
+                buffer += [pool[i % len(pool)] for i in range(left - len(buffer))]
+            group = [len(buffer) // left + (b < len(buffer) % left) for b in range(left)]
+            yield from _cut_sizes(buffer, group, rng)
+            return
+        seen = buffer
+        yield from _cut_sizes(buffer, group, rng)
+
+
+def _cut_sizes(
+    buffer: list[LabeledExample], sizes: list[int], rng: random.Random | None
+) -> list[list[LabeledExample]]:
+    buffer.sort(key=lambda e: len(e.input_ids))
+    ends = list(accumulate(sizes))
+    batches = [buffer[end - size : end] for size, end in zip(sizes, ends, strict=True)]
     if rng is not None:
         rng.shuffle(batches)
     return batches

@@ -1,13 +1,25 @@
 """Streaming labeled shards into batches for Lightning.
 
-The data is split into units, each read by exactly one (rank, dataloader worker) slot: unit i goes to slot
-i % (world_size * num_workers), with slot = rank * num_workers + worker. Local parquet units are (file, row
-group, row slice); through `datasets` a unit is one shard of the streaming dataset. Each slot tokenizes its
-units, groups files of similar length and pads each batch to its longest file.
+The data is split into units: local parquet units are (file, row group, row slice); through `datasets` a unit
+is one shard of the streaming dataset. Each (rank, dataloader worker) slot tokenizes its rows, groups files of
+similar length and pads each batch to its longest file; slot = rank * num_workers + worker.
 
-Training steps must be equal on every rank (DDP all-reduces every step), so for the train split each worker
-slot yields as many batches as the same slot on the busiest rank, going round its own units again to fill up:
-no file is lost, a few repeat. Validation and test read every file exactly once.
+Local parquet: every row of the split is read exactly once per epoch, across ranks and workers, the train
+split included (`deal`). Unit i goes to slot i % (world_size * num_workers), so that each slot mixes files from
+across the shards, and the units are laid end to end in slot order; then the row boundaries between ranks, and
+between the workers of a rank, are moved so that every rank holds the same number of rows (to one) and each
+worker as many rows as its share of the rank's batches. A slot thus reads its own units, less or plus a piece of
+a neighbour's at its two ends (a `Piece`); a unit can be cut among several slots when a split has fewer units
+than slots (the gold set, one unit of 216 rows).
+
+DDP all-reduces every training step, so every rank must take the same number of steps or the busiest one hangs.
+For the train split every rank takes steps = ceil(rows of the largest rank / batch_size) batches, and a slot
+cuts its rows into its batches with sizes as even as they come (`batch_sizes`): every batch holds between 1 and
+batch_size files, some a few fewer than batch_size, none empty, and no row is read twice. Validation and test
+take ceil(rows of the rank / batch_size) batches on each rank (Lightning needs no equal count there).
+
+Through `datasets` the row counts are unknown: a train stream takes data.train_batches_per_epoch batches per
+rank, each worker going round its shards again when they run out (rows may repeat there).
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from curator.data.batching import CONTENT_TYPE, encode_rows, length_grouped, make_batch
+from curator.data.batching import CONTENT_TYPE, encode_rows, length_grouped, make_batch, sized_groups
 from curator.data.inputs import InputEncoder, build_tokenizer
 from curator.data.shards import labeled_files
 from curator.labels import QUALITY, STRUCTURED_DATA, get_label_set
@@ -98,6 +110,80 @@ def local_units(files: list[Path], split: str, unit_rows: int) -> list[Unit]:
     return units
 
 
+@dataclass(frozen=True)
+class Piece:
+    """Rows [lo, hi) of unit `unit`, counted among the unit's rows of the split: what one slot reads of it."""
+
+    unit: int
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one (rank, worker) slot reads in an epoch: its pieces, cut into `batches` batches."""
+
+    pieces: tuple[Piece, ...]
+    batches: int
+
+    @property
+    def rows(self) -> int:
+        return sum(p.hi - p.lo for p in self.pieces)
+
+
+def deal(
+    unit_rows: list[int], world_size: int, num_workers: int, batch_size: int, equal_steps: bool
+) -> list[list[Share]]:
+    """Every row of the units to exactly one slot: shares[rank][worker].
+
+    Units are laid end to end in the order of the slots they go to (unit i to slot i % slots), and that row
+    range is cut: first into `world_size` ranges of equal size (to one row), then each rank's range among its
+    workers in proportion to their batches, so that each worker can fill its batches (at least one row each, at
+    most batch_size). With `equal_steps` (training) every rank takes as many batches as the largest one needs;
+    that takes at least as many rows as batches on every rank, which holds whenever batch_size >= 2 and every
+    rank has a row. Otherwise a rank takes ceil(its rows / batch_size) batches.
+    """
+    slots = world_size * num_workers
+    order = [i for slot in range(slots) for i in range(slot, len(unit_rows), slots)]
+    starts = [0]
+    for i in order:
+        starts.append(starts[-1] + unit_rows[i])
+    total = starts[-1]
+
+    def pieces(lo: int, hi: int) -> tuple[Piece, ...]:
+        # The units of `order` that overlap rows [lo, hi) of the laid-out range, each cut to the overlap.
+        out = []
+        for k, i in enumerate(order):
+            a, b = max(lo, starts[k]), min(hi, starts[k + 1])
+            if a < b:
+                out.append(Piece(i, a - starts[k], b - starts[k]))
+        return tuple(out)
+
+    bounds = [total * r // world_size for r in range(world_size + 1)]
+    rank_rows = [bounds[r + 1] - bounds[r] for r in range(world_size)]
+    steps = [math.ceil(n / batch_size) for n in rank_rows]
+    if equal_steps:
+        steps = [max(steps)] * world_size
+        if min(rank_rows) < steps[0]:
+            raise ValueError(
+                f"{total} training rows cannot give {world_size} ranks {steps[0]} non-empty batches each with "
+                f"every row read once (batch_size {batch_size}): use more rows, fewer ranks or batch_size >= 2"
+            )
+    shares = []
+    for r in range(world_size):
+        # The rank's batches among its workers as evenly as they go; each worker's rows in proportion.
+        batches = [steps[r] // num_workers + (w < steps[r] % num_workers) for w in range(num_workers)]
+        done = [sum(batches[:w]) for w in range(num_workers + 1)]
+        cuts = [bounds[r] + (rank_rows[r] * d // steps[r] if steps[r] else 0) for d in done]
+        shares.append([Share(pieces(cuts[w], cuts[w + 1]), batches[w]) for w in range(num_workers)])
+    return shares
+
+
+def batch_sizes(rows: int, batches: int) -> list[int]:
+    """`rows` cut into `batches` sizes that differ by at most one (the larger first)."""
+    return [rows // batches + (b < rows % batches) for b in range(batches)] if batches else []
+
+
 def read_unit(unit: Unit, split: str) -> list[dict]:
     pf = pq.ParquetFile(unit.path)
     columns = [c for c in READ_COLUMNS if c in pf.schema_arrow.names]
@@ -158,6 +244,12 @@ class LabeledStream(IterableDataset):
         self.pad_to_multiple_of = pad_to_multiple_of
         self.packed = packed
         self.n_units = len(units) if units is not None else hf_dataset.num_shards
+        # Local units: every slot's rows and batches, fixed for the run (each epoch shuffles within them).
+        self.shares = (
+            deal([u.rows for u in units], world_size, self.num_workers, batch_size, equal_steps=train)
+            if units is not None
+            else None
+        )
         if train and units is None and batches_per_epoch is None:
             raise ValueError(
                 "streaming a train split through `datasets` needs data.train_batches_per_epoch: the length of "
@@ -169,33 +261,28 @@ class LabeledStream(IterableDataset):
         self.epoch = epoch
 
     def slot_units(self, rank: int, worker: int) -> list[int]:
+        """The `datasets` shards a slot reads (local units go through `deal`)."""
         slots = self.world_size * self.num_workers
         return list(range(rank * self.num_workers + worker, self.n_units, slots))
 
-    def _slot_batches(self, rank: int, worker: int) -> int:
-        if self.units is None:
-            raise TypeError("the number of batches of a `datasets` stream is unknown")
-        rows = sum(self.units[i].rows for i in self.slot_units(rank, worker))
-        return math.ceil(rows / self.batch_size)
-
     def _target(self, worker: int) -> int | None:
-        """How many batches this worker yields in a train epoch (None: one pass, whatever it holds)."""
-        if not self.train:
+        """How many batches a worker of a `datasets` stream yields in a train epoch (None: one pass)."""
+        if not self.train or self.batches_per_epoch is None:
             return None
-        if self.batches_per_epoch is not None:
-            share = self.batches_per_epoch // self.num_workers
-            return share + (1 if worker < self.batches_per_epoch % self.num_workers else 0)
-        return max(self._slot_batches(r, worker) for r in range(self.world_size))
+        share = self.batches_per_epoch // self.num_workers
+        return share + (1 if worker < self.batches_per_epoch % self.num_workers else 0)
 
     def __len__(self) -> int:
+        if self.shares is not None:
+            return sum(share.batches for share in self.shares[self.rank])
         if self.train:
             return sum(self._target(w) for w in range(self.num_workers))
-        return sum(self._slot_batches(self.rank, w) for w in range(self.num_workers))
+        raise TypeError("the number of batches of a `datasets` stream is unknown")
 
-    def _row_chunks(self, unit_index: int):
-        """A unit's rows, a chunk at a time (a local unit is one chunk; a `datasets` shard can be large)."""
-        if self.units is not None:
-            yield read_unit(self.units[unit_index], self.split)
+    def _row_chunks(self, unit_index: int | Piece):
+        """A unit's rows, a chunk at a time (a local piece is one chunk; a `datasets` shard can be large)."""
+        if isinstance(unit_index, Piece):
+            yield read_unit(self.units[unit_index.unit], self.split)[unit_index.lo : unit_index.hi]
             return
         shard = self.hf_dataset.shard(num_shards=self.n_units, index=unit_index)
         # .iter(), not iter(shard): the latter would split the shard again over this DataLoader's workers.
@@ -203,7 +290,7 @@ class LabeledStream(IterableDataset):
             rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
             yield [row for row in rows if row.get("split", self.split) == self.split]
 
-    def _examples(self, indices: list[int], rng: random.Random | None):
+    def _examples(self, indices: list, rng: random.Random | None):
         for i in indices:
             for rows in self._row_chunks(i):
                 if rng is not None:
@@ -220,14 +307,30 @@ class LabeledStream(IterableDataset):
     def batches(self, worker: int, num_workers: int):
         if num_workers != self.num_workers:
             raise ValueError(f"stream built for {self.num_workers} workers, read by {num_workers}")
-        indices = self.slot_units(self.rank, worker)
-        target = self._target(worker)
         slot = self.rank * self.num_workers + worker
         rng = random.Random(f"{self.seed}-{self.epoch}-{slot}") if self.train else None
+        pad_id = self.tokenizer.pad_token_id
+        if self.shares is not None:
+            # Exactly the batches `deal` planned for this slot, each row once: the pieces in a new order each
+            # epoch, then cut into batches of the planned sizes (even, at most batch_size), similar lengths
+            # together.
+            share = self.shares[self.rank][worker]
+            pieces = list(share.pieces)
+            if rng is not None:
+                rng.shuffle(pieces)
+            sizes = batch_sizes(share.rows, share.batches)
+            for batch in sized_groups(self._examples(pieces, rng), sizes, self.buffer_batches, rng):
+                yield make_batch(batch, pad_id, self.packed, self.pad_to_multiple_of, self.max_length)
+            return
+        yield from self._stream_batches(worker, slot, rng, pad_id)
+
+    def _stream_batches(self, worker: int, slot: int, rng: random.Random | None, pad_id: int):
+        """A `datasets` stream's batches: one pass, or (train) data.train_batches_per_epoch of them."""
+        indices = self.slot_units(self.rank, worker)
+        target = self._target(worker)
         if target is not None and not indices:
             # Fewer units than slots: borrow one so that this rank still takes its steps.
             indices = [slot % self.n_units]
-        pad_id = self.tokenizer.pad_token_id
         produced = 0
         while True:
             if rng is not None:
@@ -318,12 +421,8 @@ class CuratorDataModule(L.LightningDataModule):
             units = local_units(files, split, hp.unit_rows)
             if not units:
                 raise FileNotFoundError(f"no rows of split {split!r} under {hp.root}")
-            slots = world_size * max(1, hp.num_workers)
-            if len(units) < slots:
-                # A small split (the gold set is one file of 216 rows) in smaller units, so that every rank and
-                # worker gets some: Lightning refuses a rank whose loader has no batch.
-                rows = sum(u.rows for u in units)
-                units = local_units(files, split, max(1, min(hp.unit_rows, rows // slots)))
+            # `deal` shares the rows, not the units, among ranks: a small split (the gold set is one unit of 216
+            # rows) still gives every rank rows, which Lightning needs (it refuses a rank with no batch).
             return LabeledStream(units=units, **common)
         return LabeledStream(
             hf_dataset=self._hf_split(split),

@@ -17,7 +17,6 @@ The weights are the encoder's own (shared, not copied), so a trained checkpoint 
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,6 +87,9 @@ class PackedEncoder(nn.Module):
         self.position_offset = cfg.pad_token_id + 1 if cfg.model_type == "roberta" else 0
         self.hidden_dropout = cfg.hidden_dropout_prob
         self.attention_dropout = cfg.attention_probs_dropout_prob
+        # Set by `fuse_qkv`: each layer's self-attention then has one (3 x hidden, hidden) projection, `qkv`.
+        self.qkv_fused = False
+        self.compile_layers(None)  # eager until asked
 
     def _attention(self, q, k, v, cu_q, cu_k, max_q, max_k):
         dropout = self.attention_dropout if self.encoder.training else 0.0
@@ -103,6 +105,72 @@ class PackedEncoder(nn.Module):
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.hidden_dropout, training=self.encoder.training)
 
+    def compile_layers(self, options: dict | None) -> None:
+        """torch.compile one transformer layer and run every layer through it ("regional" compilation);
+        `options` for torch.compile, or None for the eager functions.
+
+        The layers share their code and differ only in their weights, which the compiled function takes as
+        inputs: one layer is compiled instead of the whole stack, which cuts the compile at start-up several
+        times over (it is paid on every scoring run) and gives up only fusions across layer boundaries,
+        where matrix products sit anyway. The embeddings and the first-token-only last layer get their own,
+        smaller graphs.
+        """
+        functions = (self._embed, self._layer, self._first_only_layer)
+        if options is not None:
+            functions = tuple(torch.compile(f, **options) for f in functions)
+        self._embed_fn, self._layer_fn, self._first_only_layer_fn = functions
+
+    def _embed(self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+        emb = self.encoder.embeddings
+        total = input_ids.shape[0]
+        positions = position_ids_for(cu_seqlens, total, self.position_offset)
+        x = (
+            emb.word_embeddings(input_ids)
+            + emb.position_embeddings(positions)
+            + emb.token_type_embeddings.weight[0]
+        )
+        return self._dropout(emb.LayerNorm(x))
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], self.num_heads, self.head_dim)
+
+    def _fused_qkv(self, att: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # Views into one (tokens, 3, heads, head_dim) result: Flash Attention takes any row stride.
+        return att.qkv(x).view(x.shape[0], 3, self.num_heads, self.head_dim).unbind(1)
+
+    def _layer(self, layer: nn.Module, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int):
+        att = layer.attention.self
+        if self.qkv_fused:
+            q, k, v = self._fused_qkv(att, x)
+        else:
+            q, k, v = self._heads(att.query(x)), self._heads(att.key(x)), self._heads(att.value(x))
+        a = self._attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
+        return self._feed_forward(layer, a, x)
+
+    def _first_only_layer(self, layer: nn.Module, x: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int):
+        """A layer whose output is wanted for each file's first token only: keys and values for every token,
+        the query, attention output and feed-forward for the first tokens alone."""
+        att = layer.attention.self
+        starts = cu_seqlens[:-1].long()
+        if self.qkv_fused:
+            # Fused, the queries are computed for every token (1/144 of a 12-layer encoder's FLOPs), the first
+            # ones kept.
+            q, k, v = self._fused_qkv(att, x)
+            q, x = q[starts], x[starts]
+        else:
+            k, v = self._heads(att.key(x)), self._heads(att.value(x))
+            x = x[starts]  # one query per file
+            q = self._heads(att.query(x))
+        cu_q = torch.arange(x.shape[0] + 1, dtype=cu_seqlens.dtype, device=x.device)
+        a = self._attention(q, k, v, cu_q, cu_seqlens, 1, max_seqlen)
+        return self._feed_forward(layer, a, x)
+
+    def _feed_forward(self, layer: nn.Module, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        out = layer.attention.output
+        x = out.LayerNorm(self._dropout(out.dense(a.reshape(x.shape[0], -1))) + x)
+        h = self.act(layer.intermediate.dense(x))
+        return layer.output.LayerNorm(self._dropout(layer.output.dense(h)) + x)
+
     def forward(
         self, input_ids: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, first_only: bool = False
     ) -> torch.Tensor:
@@ -112,33 +180,29 @@ class PackedEncoder(nn.Module):
         computed for every token, but the query, the attention output and the feed-forward only for the first
         token of each file (about 7% of a 12-layer encoder's FLOPs).
         """
-        emb = self.encoder.embeddings
-        total = input_ids.shape[0]
-        positions = position_ids_for(cu_seqlens, total, self.position_offset)
-        x = (
-            emb.word_embeddings(input_ids)
-            + emb.position_embeddings(positions)
-            + emb.token_type_embeddings.weight[0]
-        )
-        x = self._dropout(emb.LayerNorm(x))
+        x = self._embed_fn(input_ids, cu_seqlens)
         layers = self.encoder.encoder.layer
         for i, layer in enumerate(layers):
-            att = layer.attention.self
-            k = att.key(x).view(total, self.num_heads, self.head_dim)
-            v = att.value(x).view(total, self.num_heads, self.head_dim)
             if first_only and i == len(layers) - 1:
-                x = x[cu_seqlens[:-1].long()]  # one query per file
-                cu_q = torch.arange(x.shape[0] + 1, dtype=cu_seqlens.dtype, device=x.device)
-                q = att.query(x).view(x.shape[0], self.num_heads, self.head_dim)
-                a = self._attention(q, k, v, cu_q, cu_seqlens, 1, max_seqlen)
-            else:
-                q = att.query(x).view(total, self.num_heads, self.head_dim)
-                a = self._attention(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen)
-            out = layer.attention.output
-            x = out.LayerNorm(self._dropout(out.dense(a.reshape(x.shape[0], -1))) + x)
-            h = self.act(layer.intermediate.dense(x))
-            x = layer.output.LayerNorm(self._dropout(layer.output.dense(h)) + x)
+                return self._first_only_layer_fn(layer, x, cu_seqlens, max_seqlen)
+            x = self._layer_fn(layer, x, cu_seqlens, max_seqlen)
         return x
+
+
+def fuse_qkv(encoder: PackedEncoder) -> PackedEncoder:
+    """Give every layer's self-attention one query-key-value projection, `qkv`, the three weights stacked: one
+    matmul in place of three, and its input read once. For inference: the stacked weights are copies, which
+    training would not update (and the classifier's state_dict gains them)."""
+    for layer in encoder.encoder.encoder.layer:
+        att = layer.attention.self
+        parts = (att.query, att.key, att.value)
+        w = parts[0].weight
+        att.qkv = nn.Linear(w.shape[1], 3 * w.shape[0], device=w.device, dtype=w.dtype).requires_grad_(False)
+        with torch.no_grad():
+            att.qkv.weight.copy_(torch.cat([p.weight for p in parts]))
+            att.qkv.bias.copy_(torch.cat([p.bias for p in parts]))
+    encoder.qkv_fused = True
+    return encoder
 
 
 def packed_pool(hidden: torch.Tensor, cu_seqlens: torch.Tensor, pooling: str) -> torch.Tensor:

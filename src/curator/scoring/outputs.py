@@ -177,16 +177,19 @@ def remove_parts(out: Path, shard: Shard) -> None:
 
 
 def write_meta(out: Path, meta: dict) -> None:
-    """scores_meta.json; a resumed run must use the same model, classes and windows as the run that began the
-    folder (a folder begun before windows existed was scored on heads: max_windows 1)."""
+    """scores_meta.json; a resumed run must use the same model, classes, precision and windows as the run that
+    began the folder (a folder from before precision was recorded holds bf16 scores, one from before windows
+    existed was scored on heads: max_windows 1)."""
     path = out / META_NAME
     if path.exists():
-        old = {"max_windows": 1, **json.loads(path.read_text())}
-        for key in ("model_fingerprint", "content_types", "max_length", "max_windows"):
-            if old.get(key) != meta.get(key):
+        old = json.loads(path.read_text())
+        defaults = {"precision": "bf16", "max_windows": 1}
+        for key in ("model_fingerprint", "content_types", "max_length", "precision", "max_windows"):
+            was, now = old.get(key, defaults.get(key)), meta.get(key, defaults.get(key))
+            if was != now:
                 raise ValueError(
-                    f"{out} holds scores from another model or setup ({key}: {old.get(key)!r} there, "
-                    f"{meta.get(key)!r} now); score into a new --out folder, or delete the old scores"
+                    f"{out} holds scores from another model or setup ({key}: {was!r} there, {now!r} now); "
+                    "score into a new --out folder, or delete the old scores"
                 )
         return
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n"))

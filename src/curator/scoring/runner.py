@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import logging
 import math
 import os
@@ -26,7 +27,8 @@ from tqdm.auto import tqdm
 import curator
 from curator.data.shards import write_parquet_atomic
 from curator.models.encoder import avoid_cudnn_attention
-from curator.models.packed import PackedClassifier, supports_packing
+from curator.models.fp8 import check_fp8_device, to_fp8
+from curator.models.packed import PackedClassifier, fuse_qkv, supports_packing
 from curator.scoring import outputs
 from curator.scoring.batching import (
     ErrorRows,
@@ -43,6 +45,12 @@ from curator.scoring.windows import CostEstimate, combine, estimate_cost
 from curator.tasks.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
+
+# Compiling the packed encoder costs a fixed time at start (about 14 s on a fresh H200, 5 s with Inductor's
+# cache warm) and then saves a share of every batch's GPU time; below this many files on a rank the run ends
+# before the saving pays for it (experiments/gpu_throughput: score_cli_bench, compiled against eager).
+COMPILE_MIN_ROWS = 1_000_000
+PRECISIONS = ("bf16", "fp8")
 
 
 @dataclass
@@ -66,6 +74,9 @@ class ScoreSummary:
     place_s: float = 0.0  # putting each batch's scores in place in its part
     write_s: float = 0.0
     first_batch_s: float | None = None
+    # Seconds before the loop: loading the model, compiling it (while the workers start), the rest.
+    startup: dict[str, float] = field(default_factory=dict)
+    forward: str = ""  # the forward that ran (_Model.description): packed or padded, bf16 or fp8, compiled
 
     @property
     def other_s(self) -> float:
@@ -215,50 +226,93 @@ class _Model:
     Packed (`curator.models.packed`) runs every layer on real tokens only and attention through Flash
     Attention's variable-length kernel; with the encoder's weights in bf16 rather than under autocast it saves
     the casts too. Heads stay in fp32 either way.
+
+    precision "fp8" (packed only): the transformer layers' matmuls in float8 (`curator.models.fp8`), query, key
+    and value fused into one. qkv_fused: that fusion, in bf16 too (None: with fp8 only).
     """
 
-    def __init__(self, classifier, device: torch.device, packed: bool | None, compile: bool | None):
+    def __init__(
+        self,
+        classifier,
+        device: torch.device,
+        packed: bool | None,
+        compile: bool,
+        precision: str = "bf16",
+        qkv_fused: bool | None = None,
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.classifier = classifier
         self.device = device
+        self.precision = precision
         if packed is None:
-            packed = device.type == "cuda" and supports_packing(classifier.encoder)
+            packed = (device.type == "cuda" or precision == "fp8") and supports_packing(classifier.encoder)
+        if precision == "fp8" and not packed:
+            raise ValueError(
+                "precision fp8 runs on the packed forward, which needs a BERT- or RoBERTa-family encoder "
+                "(and no --padded)"
+            )
         self.packed = PackedClassifier(classifier) if packed else None
-        self.eager_encoder = None  # set while a compiled encoder has not yet run once
         self.compiled = False
+        self.qkv_fused = False
         if self.packed is None:
             avoid_cudnn_attention()
             return
         if device.type == "cuda":
             classifier.encoder.to(torch.bfloat16)
-        if compile is None:
-            compile = device.type == "cuda"
+        self.qkv_fused = qkv_fused if qkv_fused is not None else precision == "fp8"
+        if precision == "fp8":
+            # After the cast to bf16: a later .to(dtype) would cast the float8 weights as well.
+            to_fp8(self.packed.encoder, fuse=self.qkv_fused)
+        elif self.qkv_fused:
+            fuse_qkv(self.packed.encoder)
         if compile:
             self.compiled = True
-            self.eager_encoder = self.packed.encoder
             # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
-            self.packed.encoder = torch.compile(self.packed.encoder, dynamic=True)
+            self.packed.encoder.compile_layers({"dynamic": True})
 
     @property
     def description(self) -> str:
         if self.packed is None:
             return "padded"
-        return "packed bf16" + (", compiled" if self.compiled else "")
+        if self.precision == "fp8":
+            kind = "packed fp8 (row-wise scaled matmuls)"
+        else:
+            kind = "packed bf16" if self.device.type == "cuda" else "packed fp32"
+        return kind + (", fused qkv" if self.qkv_fused else "") + (", compiled" if self.compiled else "")
 
-    def _packed(self, ids, cu_seqlens, bound) -> dict:
-        if self.eager_encoder is None:
-            return self.packed(ids, cu_seqlens, bound)
-        # The first call compiles. Compiler support differs between torch builds and machines, and a
-        # compiler that fails should cost speed, not the run: fall back to the eager encoder.
+    def warm_up(self, max_length: int, vocab_size: int) -> float:
+        """Compile before the first real batch (seconds spent), on a made-up batch of a few files.
+
+        Called while the DataLoader's workers start and tokenize their first windows, so that the compile
+        overlaps them. Compiler support differs between torch builds and machines, and a compiler that fails
+        should cost speed, not the run: the encoder then runs eager.
+        """
+        if not self.compiled:
+            return 0.0
+        t = time.perf_counter()
+        bound = max_length if self.device.type == "cuda" else None
         try:
-            out = self.packed(ids, cu_seqlens, bound)
+            # Under inference mode like the real batches (tensors made outside it would not match the compiled
+            # code's guards, and everything would compile again). Several files of different lengths, since
+            # sizes of 0 and 1 are specialised; then a batch of a single file, which a window's last batch can
+            # be, so that it does not compile in the middle of the run.
+            with torch.inference_mode():
+                for lengths in ([max_length, max_length // 2, 7, 3], [max_length // 2]):
+                    cu = torch.tensor(
+                        [0, *itertools.accumulate(lengths)], dtype=torch.int32, device=self.device
+                    )
+                    ids = torch.randint(3, vocab_size, (sum(lengths),), dtype=torch.int32, device=self.device)
+                    self.packed(ids, cu, bound or max(lengths))
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
         except torch.OutOfMemoryError:
             raise
         except Exception as e:
             log.warning("torch.compile failed, scoring without it (%s: %s)", type(e).__name__, str(e)[:300])
-            self.packed.encoder, self.compiled = self.eager_encoder, False
-            out = self.packed(ids, cu_seqlens, bound)
-        self.eager_encoder = None
-        return out
+            self.packed.encoder.compile_layers(None)
+            self.compiled = False
+        return time.perf_counter() - t
 
     def __call__(self, batch: ModelBatch, max_length: int) -> dict:
         dev = self.device
@@ -271,7 +325,7 @@ class _Model:
         cu_seqlens = batch.cu_seqlens
         # The kernel takes max_seqlen as a bound; a constant one keeps a compiled graph from recompiling.
         bound = max_length if dev.type == "cuda" else int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
-        return self._packed(
+        return self.packed(
             batch.input_ids.to(dev, non_blocking=True), cu_seqlens.to(dev, non_blocking=True), bound
         )
 
@@ -379,6 +433,7 @@ def score_corpus(
     progress: bool = True,
     packed: bool | None = None,
     compile: bool | None = None,
+    precision: str = "bf16",
     max_windows: int = 1,
 ) -> ScoreSummary:
     """Score every unfinished shard of this rank; see score.py --help for the knobs.
@@ -387,17 +442,26 @@ def score_corpus(
     `curator.scoring.windows.combine` (1: the head only).
 
     packed: None picks the packed bf16 forward on a GPU for BERT/RoBERTa-family encoders, the padded one
-    elsewhere; compile: torch.compile the packed encoder (None: on a GPU; it costs a minute at start and gains
-    about 9% there; a compiler that fails falls back to the eager encoder).
+    elsewhere; compile: torch.compile the packed encoder (None: on a GPU when this rank has at least
+    COMPILE_MIN_ROWS files to score, where the saving outweighs the compile; a compiler that fails falls back
+    to the eager encoder); precision: "bf16" (the forward above) or "fp8" (the packed forward with float8
+    matmuls: a GPU of compute capability 8.9 or newer).
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp8" and packed is False:
+        raise ValueError("precision fp8 runs on the packed forward: drop --padded")
     if max_windows < 1:
         raise ValueError(f"--max-windows must be at least 1, not {max_windows}")
+    t_enter = time.perf_counter()
     env_rank, env_world, local_rank = rank_and_world()
     rank = env_rank if rank is None else rank
     world_size = env_world if world_size is None else world_size
     summary = ScoreSummary(rank, world_size)
     out = Path(out)
     dev = pick_device(device, local_rank)
+    if precision == "fp8":
+        check_fp8_device(dev)  # before the model is loaded and before any output folder is made
     if dev.type == "cuda":
         # Everything that uses "the current device" (the DataLoader's pinning thread, events, streams,
         # empty_cache, the compiler's kernels) must mean this rank's GPU, not cuda:0.
@@ -415,9 +479,15 @@ def score_corpus(
     # The corpus first: a missing or empty one is an error before minutes of model loading, and before any
     # output folder is made.
     mine = list_shards(corpus, languages)[rank::world_size]
+    t_model = time.perf_counter()
     trained = model if isinstance(model, TrainedModel) else load_trained(model, device=dev)
     trained.model.to(dev).eval()
     classes = trained.label_set.classes
+    if precision == "fp8" and not supports_packing(trained.model.encoder):
+        raise ValueError(
+            f"precision fp8 runs on the packed forward, which supports BERT- and RoBERTa-family encoders; "
+            f"this model's is {trained.model.encoder.config.model_type!r}"
+        )
     run_info = {
         "format_version": outputs.FORMAT_VERSION,
         "curator_version": curator.__version__,
@@ -426,6 +496,9 @@ def score_corpus(
         "label_set": trained.label_set.name,
         "content_types": list(classes),
         "max_length": trained.max_length,
+        # bf16: the default forward (packed bf16 on a GPU, fp32 on a CPU); fp8: float8 matmuls. Scores of the
+        # two differ slightly, so a folder holds one or the other.
+        "precision": precision,
         "max_windows": max_windows,
         "columns": [f.name for f in outputs.ALL_FIELDS],
         "corpus": str(corpus) if str(corpus).startswith(HF_PREFIX) else str(Path(corpus).resolve()),
@@ -445,8 +518,12 @@ def score_corpus(
         return summary
 
     # After the fingerprint: the packed path may turn the encoder's weights to bf16.
-    forward = _Model(trained.model, dev, packed, compile)
-    log.info("forward: %s", forward.description)
+    if compile is None:
+        # fp8 needs the compiler whatever the run's size: it fuses each activation's quantization into the
+        # kernel before the matmul, without which quantizing costs more than the fp8 matmul saves.
+        compile = dev.type == "cuda" and (total >= COMPILE_MIN_ROWS or precision == "fp8")
+    forward = _Model(trained.model, dev, packed, compile, precision)
+    summary.startup["model"] = time.perf_counter() - t_model
     encoder = trained.input_encoder(max_chars)
     if max_windows > 1:
         summary.estimate = estimate_cost(parts, encoder, max_windows)
@@ -480,7 +557,11 @@ def score_corpus(
     bar = tqdm(
         total=total, unit="file", unit_scale=True, smoothing=0.05, disable=not show, desc=f"score rank {rank}"
     )
+    batches = iter(loader)  # the workers start tokenizing now, while the model compiles
+    summary.startup["compile"] = forward.warm_up(trained.max_length, trained.model.encoder.config.vocab_size)
+    log.info("forward: %s", forward.description)
     start = time.perf_counter()
+    summary.startup["other"] = start - t_enter - summary.startup["model"] - summary.startup["compile"]
     inflight: tuple[_Pending, ModelBatch, object] | None = None  # the batch on the GPU now
 
     def finish_inflight() -> None:
@@ -497,7 +578,7 @@ def score_corpus(
 
     with torch.inference_mode():
         ready = time.perf_counter()
-        for item in loader:
+        for item in batches:
             summary.input_wait_s += time.perf_counter() - ready
             if summary.first_batch_s is None:
                 summary.first_batch_s = time.perf_counter() - start
@@ -563,6 +644,7 @@ def score_corpus(
         finish_inflight()
     bar.close()
     summary.seconds = time.perf_counter() - start
+    summary.forward = forward.description  # after the warm-up: a compiler that failed has changed it
     return summary
 
 

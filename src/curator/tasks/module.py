@@ -129,6 +129,12 @@ class CuratorTask(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, losses, _ = self._step(batch)
+        # Batches are of uneven size: the DataModule reads each train row once per epoch and gives every rank
+        # the same number of steps, so some batches hold a few files fewer than data.batch_size (never none).
+        # The loss is the mean over this rank's batch, and DDP averages the ranks' gradients with equal
+        # weights, so in a step where one rank's batch is smaller its files weigh slightly more (batch sizes
+        # differ by a file or two between ranks). `batch_size=n` would only weight an epoch mean; these are
+        # logged per step, each the value of its own batch.
         n = batch["input_ids"].shape[0]
         # Nothing here may make the host wait for the GPU, or it cannot queue the next step while this one
         # runs. Tensors on the GPU are fine (the logger reads them every log_every_n_steps); Lightning turns a
