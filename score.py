@@ -85,8 +85,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--max-chars",
         type=int,
         default=None,
-        help="characters of a file that are tokenized; the token count of a longer file is extrapolated "
-        "(default: 6 x the model's max_length)",
+        help="characters of a file that are tokenized (times --max-windows); the token count of a longer file "
+        "is extrapolated (default: 6 x the model's max_length)",
+    )
+    p.add_argument(
+        "--max-windows",
+        type=int,
+        default=1,
+        metavar="N",
+        help="score a file longer than the model's max_length as up to N windows of it (the head, then the "
+        "next tokens, each after the same path line and special tokens) and write the token-weighted mean of "
+        "their scores and class probabilities; a file costs up to N times the head's tokens, and the run logs "
+        "the cost measured on a sample before it starts. 1: the head only (default: %(default)s)",
     )
     p.add_argument(
         "--device", default="auto", help="auto (GPU LOCAL_RANK if there is one, else CPU), cpu, cuda:N"
@@ -114,7 +124,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "ones; a score folder holds one precision (default: %(default)s; docs/scoring.md)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.max_windows < 1:
+        p.error(f"--max-windows must be at least 1, not {args.max_windows}")
+    return args
 
 
 def main(argv=None) -> int:
@@ -144,6 +157,7 @@ def main(argv=None) -> int:
         packed=False if args.padded else None,
         compile=args.compile,
         precision=args.precision,
+        max_windows=args.max_windows,
     )
     logging.info(
         "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s%s",
@@ -158,6 +172,16 @@ def main(argv=None) -> int:
         f" ({summary.forward})" if summary.forward else "",
     )
     if summary.rows_scored:
+        logging.info(
+            "tokens: %s through the model, %.0f a file; %s windows, %.2f a file (--max-windows %d); "
+            "%s files scored in more than one window",
+            f"{summary.tokens:,}",
+            summary.tokens / summary.rows_scored,
+            f"{summary.windows:,}",
+            summary.windows_per_file,
+            args.max_windows,
+            f"{summary.multi_window_files:,}",
+        )
         logging.info(
             "time: %.1f s to the first batch, %.1f s waiting for input, %.1f s launching the model, "
             "%.1f s waiting for the model, %.1f s placing scores, %.1f s writing, %.1f s other%s",

@@ -236,3 +236,29 @@ def test_slurm_executor_runs_its_array_tasks(corpus, ckpt, tmp_path, monkeypatch
     (tmp_path / "sbatch.log").unlink()
     executor().run()
     assert not (tmp_path / "sbatch.log").exists()
+
+
+def test_scorer_with_windows_gives_score_py_windows(ckpt, tmp_path):
+    # Long files, in windows of 64 tokens: the same combined scores and windows as score.py --max-windows 3.
+    from datatrove.data import Document
+
+    corpus = tmp_path / "corpus"
+    (corpus / "python").mkdir(parents=True)
+    table = pq.read_table(sorted((SAMPLE / "python").glob("*.parquet"))[0]).slice(0, 40)
+    pq.write_table(table, corpus / "python" / "a.parquet")
+    rows = table.to_pylist()
+    docs = [Document(text=r["content"], id=r["id"], metadata={"max_stars_repo_path": r["max_stars_repo_path"]})
+            for r in rows]  # fmt: skip
+    scorer = CuratorScorer(str(ckpt), tokens_per_batch=1024, window=16, device="cpu", max_windows=3)
+    got = {d.id: d.metadata for d in scorer.run(iter(docs))}
+    score_corpus(
+        str(ckpt), corpus, tmp_path / "scores", device="cpu", num_workers=0, progress=False, max_windows=3
+    )
+    want = pq.read_table(tmp_path / "scores" / "python" / "a.parquet").to_pylist()
+    assert len(want) == len(got) == 40 and {w["windows"] for w in want} >= {1, 3}
+    for w in want:
+        m = got[w["id"]]
+        assert m["windows"] == w["windows"] and m["truncated"] == w["truncated"]
+        assert m["quality"] == pytest.approx(w["quality"], abs=1e-4)
+        assert m["structured_data"] == pytest.approx(w["structured_data"], abs=1e-4)
+        np.testing.assert_allclose(m["content_type_probs"], w["content_type_probs"], atol=1e-4)

@@ -16,7 +16,12 @@ For the same file and the same settings every stage gets the same token ids, and
    special tokens not counted), extrapolated from the head's
    characters per token when only a head was tokenized (`estimated`); `truncated`: the model did not see all of
    the file;
-6. batches: `pad` (right-padded to a width) or `pack` (every file's tokens end to end, and where each starts).
+6. windows (optional, `windows(..., max_windows=N)`): a file longer than the model's window becomes up to N
+   inputs: the head (the same ids as above), then the file's next tokens in slices, each with the same prefix
+   the head has (the special tokens and, with `with_path`, the path line), so that every window looks to the
+   model like the heads it was trained on. Each window carries its `weight`, the tokens of the file that are
+   new to it; the scores of a file are the weight-weighted mean over its windows (`curator.scoring`);
+7. batches: `pad` (right-padded to a width) or `pack` (every file's tokens end to end, and where each starts).
 """
 
 from __future__ import annotations
@@ -127,8 +132,11 @@ class ModelInput:
     ids: list[int] | None  # special tokens included, at most max_length
     num_tokens: int | None = None  # content tokens of the whole file, special tokens not counted
     estimated: bool = False  # num_tokens extrapolated from a head of the file
-    truncated: bool = False  # the model did not see the whole file
+    truncated: bool = False  # the model did not see the whole file (in none of its windows)
     error: str | None = None
+    # Tokens of the file that this input adds: its ids less the special tokens, and less the repeated path
+    # line in a window after the head. Summed over a file's windows: the tokens of the file the model saw.
+    weight: int = 0
 
 
 class InputEncoder:
@@ -174,26 +182,46 @@ class InputEncoder:
             return out
 
     def encode(self, contents: list, paths: list | None = None) -> list[ModelInput]:
-        """Model input of each file; with `with_path`, its path (in the repository) goes first, as a line."""
+        """Model input of each file (its head); with `with_path`, its path (in the repository) goes first, as a
+        line."""
+        return [w[0] for w in self.windows(contents, paths, 1)]
+
+    def windows(
+        self, contents: list, paths: list | None = None, max_windows: int = 1
+    ) -> list[list[ModelInput]]:
+        """Each file as up to `max_windows` model inputs (a file that cannot be read: one, with its error).
+
+        The first is the head, what `encode` gives (a longer stretch of the file is tokenized, max_windows x
+        max_chars characters, so the head is the same unless the head cut fell inside its last word). The
+        others take the file's next tokens, `room` less the path line's tokens at a time, each after the same
+        special tokens and path line as the head. `num_tokens`, `estimated` and `truncated` are the file's
+        and the same in every window: `truncated` says that tokens are left beyond the last window.
+        """
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, not {max_windows}")
         if self.with_path and paths is None:
             raise ValueError("this model reads each file's path first (with_path): pass the paths")
-        inputs: list[ModelInput] = []
-        todo: list[tuple[ModelInput, str]] = []
+        out: list[list[ModelInput]] = []
+        todo: list[tuple[list[ModelInput], str, int]] = []
         for i, content in enumerate(contents):
             text, error = text_of(content, self.max_chars)
-            item = ModelInput(None, error=error)
-            inputs.append(item)
+            out.append([ModelInput(None, error=error)])
             if error is None:
                 if self.with_path:
                     text = f"{paths[i] or ''}\n{text}"
-                todo.append((item, text))
-        heads = self._tokenize([self._text(t, self.max_chars) for _, t in todo]) if todo else []
-        for (item, text), ids in zip(todo, heads, strict=True):
-            head = min(len(text), self.max_chars)
-            limit = min(len(text), MAX_HEAD_DOUBLINGS * self.max_chars)
-            while isinstance(ids, list) and len(ids) < self.room and head < limit:
+                todo.append((out[-1], text, i))
+        chars = max_windows * self.max_chars
+        # Enough tokens for every window: the head holds `room` of them, a later window fewer.
+        need = max_windows * self.room
+        heads = self._tokenize([self._text(t, chars) for _, t, _ in todo]) if todo else []
+        more: list[tuple[ModelInput, list[int], list[ModelInput], int]] = []
+        for (slot, text, i), ids in zip(todo, heads, strict=True):
+            head = min(len(text), chars)
+            limit = min(len(text), MAX_HEAD_DOUBLINGS * chars)
+            while isinstance(ids, list) and len(ids) < need and head < limit:
                 head = min(limit, 2 * head)
                 ids = self._tokenize([self._text(text, head)])[0]
+            item = slot[0]
             if isinstance(ids, str):
                 item.error = ids
                 continue
@@ -201,7 +229,34 @@ class InputEncoder:
             item.num_tokens = round(len(ids) * len(text) / head) if item.estimated else len(ids)
             item.truncated = item.estimated or len(ids) > self.room
             item.ids = self.prefix + ids[: self.room] + self.suffix
-        return inputs
+            item.weight = min(len(ids), self.room)
+            if max_windows > 1 and len(ids) > self.room:
+                more.append((item, ids, slot, i))
+        if more:
+            path_ids = self._path_ids([paths[i] for *_, i in more]) if self.with_path else [[]] * len(more)
+            for (item, ids, slot, _), line in zip(more, path_ids, strict=True):
+                step = self.room - len(line)
+                rest = ids[self.room :]
+                for at in range(0, min(len(rest), step * (max_windows - 1)), step):
+                    piece = rest[at : at + step]
+                    slot.append(
+                        ModelInput(
+                            self.prefix + line + piece + self.suffix,
+                            item.num_tokens,
+                            item.estimated,
+                            item.estimated or len(rest) > step * (max_windows - 1),
+                            weight=len(piece),
+                        )
+                    )
+                for w in slot:
+                    w.truncated = slot[-1].truncated
+        return out
+
+    def _path_ids(self, paths: list) -> list[list[int]]:
+        """The path line's tokens, as they begin the head (at most half of `room`, so a window holds some of
+        the file whatever the path)."""
+        got = self._tokenize([self._text(f"{p or ''}\n", self.max_chars) for p in paths])
+        return [ids[: self.room // 2] if isinstance(ids, list) else [] for ids in got]
 
 
 def padded_width(longest: int, multiple_of: int = 1, max_width: int | None = None) -> int:

@@ -17,7 +17,7 @@
 
 `CuratorScorer` writes into each document's metadata what score.py writes into a score row (`quality`,
 `structured_data`, `content_type`, `content_type_probs`, `num_tokens`, `num_tokens_estimated`, `truncated`,
-`error`, and the junk signals of `curator.data.signals.file_signals`), from the same model input
+`windows`, `error`, and the junk signals of `curator.data.signals.file_signals`), from the same model input
 (`TrainedModel.input_encoder`), so a file gets the same scores in both. `CuratorFilter` takes filter.py's
 expressions and applies its junk rules first. docs/datatrove.md has the full recipe, Slurm included.
 """
@@ -40,6 +40,7 @@ from curator.data.signals import SIGNAL_COLUMNS, SIGNAL_FIELDS, file_signals, nu
 from curator.labels import QUALITY, STRUCTURED_DATA, get_label_set
 from curator.scoring import junk
 from curator.scoring.expressions import where_for
+from curator.scoring.windows import combine
 from curator.tasks.trained import TrainedModel, load_trained
 
 SCORE_KEYS = (
@@ -50,6 +51,7 @@ SCORE_KEYS = (
     "num_tokens",
     "num_tokens_estimated",
     "truncated",
+    "windows",
     "error",
 )
 
@@ -74,6 +76,8 @@ class CuratorScorer(PipelineStep):
     order they came. The model is loaded in the task's process, on the first document (a pickled pipeline
     carries the path, not the weights): on GPU `cuda:<LOCAL_RANK>` when there is one, else the CPU.
     A document that cannot be read as text keeps going with `error` set and no scores, as in score.py.
+    `max_windows` is score.py's `--max-windows`: a long document is scored as up to that many windows, combined
+    by the token-weighted mean (`curator.scoring.windows`).
     """
 
     name = "🎯 curator scores"
@@ -87,8 +91,12 @@ class CuratorScorer(PipelineStep):
         device: str = "auto",
         max_chars: int | None = None,
         path_key: str = "max_stars_repo_path",
+        max_windows: int = 1,
     ):
         super().__init__()
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, not {max_windows}")
+        self.max_windows = max_windows
         self.model_path = str(model)
         self.tokens_per_batch = tokens_per_batch
         self.window = window
@@ -128,9 +136,10 @@ class CuratorScorer(PipelineStep):
     @torch.inference_mode()
     def _score(self, trained: TrainedModel, encoder, docs: list[Document]) -> None:
         paths = [doc.metadata.get(self.path_key) for doc in docs] if encoder.with_path else None
-        inputs = encoder.encode([doc.text for doc in docs], paths)
+        windows = encoder.windows([doc.text for doc in docs], paths, self.max_windows)
         classes = trained.label_set.classes
-        for doc, x in zip(docs, inputs, strict=True):
+        for doc, wins in zip(docs, windows, strict=True):
+            x = wins[0]
             ok = x.error is None
             doc.metadata.update(
                 quality=None,
@@ -140,11 +149,15 @@ class CuratorScorer(PipelineStep):
                 num_tokens=x.num_tokens,
                 num_tokens_estimated=x.estimated if ok else None,
                 truncated=x.truncated if ok else None,
+                windows=len(wins) if ok else 0,
                 error=x.error,
             )
             # The signals read the whole text, not the head the model sees (as score.py's do).
             doc.metadata.update(file_signals(doc.text) if ok else null_signals())
-        todo = sorted((i for i, x in enumerate(inputs) if x.error is None), key=lambda i: len(inputs[i].ids))
+        # Every window of every readable document in one list, a document's windows next to each other.
+        inputs = [x for wins in windows if wins[0].error is None for x in wins]
+        scores = np.zeros((len(inputs), 2 + len(classes)), np.float32)
+        todo = sorted(range(len(inputs)), key=lambda i: len(inputs[i].ids))
         dev = next(trained.model.parameters()).device
         start = 0
         while start < len(todo):
@@ -158,17 +171,27 @@ class CuratorScorer(PipelineStep):
             ids, mask = pad([inputs[i].ids for i in batch], encoder.pad_id)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 out = trained.model(ids.to(dev), mask.to(dev))
-            quality = out["quality"].float().cpu().numpy()
-            structured = out["structured_data"].float().cpu().numpy()
-            probs = torch.softmax(out["content_type"].float(), dim=-1).cpu().numpy()
-            for k, i in enumerate(batch):
-                docs[i].metadata.update(
-                    quality=float(quality[k]),
-                    structured_data=float(structured[k]),
-                    content_type=classes[int(probs[k].argmax())],
-                    content_type_probs=[float(p) for p in probs[k]],
+            probs = torch.softmax(out["content_type"].float(), dim=-1)
+            scores[batch] = (
+                torch.cat(
+                    [out["quality"].float()[:, None], out["structured_data"].float()[:, None], probs], 1
                 )
+                .cpu()
+                .numpy()
+            )
             start = stop
+        at = 0
+        for i, wins in enumerate(windows):
+            if wins[0].error is not None:
+                continue
+            mine = combine(scores[at : at + len(wins)], [x.weight for x in wins])
+            at += len(wins)
+            docs[i].metadata.update(
+                quality=float(mine[0]),
+                structured_data=float(mine[1]),
+                content_type=classes[int(mine[2:].argmax())],
+                content_type_probs=[float(p) for p in mine[2:]],
+            )
 
 
 class CuratorFilter(BaseFilter):

@@ -57,6 +57,9 @@ class RowInfo:
     estimated: bool = False
     truncated: bool = False
     error: str | None = None
+    window: int = 0  # which of the file's windows this row holds (0: the head)
+    windows: int = 1  # windows of the file that are scored (0 for a row with an error)
+    weight: int = 0  # tokens of the file new to this window: its weight in the file's mean
     ids: list[int] | None = field(default=None, repr=False)  # model input; dropped once batched
     signals: dict = field(
         default_factory=null_signals, repr=False
@@ -127,32 +130,40 @@ class PartFailed:
 
 
 def encode_rows(
-    encoder: InputEncoder, raw_rows: list[dict], first_index: int, id_prefix: str
+    encoder: InputEncoder, raw_rows: list[dict], first_index: int, id_prefix: str, max_windows: int = 1
 ) -> list[RowInfo]:
-    """RowInfos with model input for raw corpus rows; a row without an id gets `<id_prefix><row number>`."""
+    """RowInfos with model input for raw corpus rows, one per window of each file (one per file with the
+    default `max_windows=1`); a row without an id gets `<id_prefix><row number>`."""
     # Each row's text once: the model input reads its head, the junk signals the whole file (within their own
     # size cap). A row that is not text goes to the encoder as it is, which gives the reason.
     texts = [text_of(r.get("content"), encoder.max_chars)[0] for r in raw_rows]
-    inputs = encoder.encode(
+    inputs = encoder.windows(
         [r.get("content") if t is None else t for r, t in zip(raw_rows, texts, strict=True)],
         [r.get("max_stars_repo_path") for r in raw_rows],
+        max_windows,
     )
     rows = []
-    for i, (raw, text, x) in enumerate(zip(raw_rows, texts, inputs, strict=True)):
+    for i, (raw, text, wins) in enumerate(zip(raw_rows, texts, inputs, strict=True)):
         row_id = raw.get("id")
-        rows.append(
-            RowInfo(
-                index=first_index + i,
-                id=f"{id_prefix}{first_index + i}" if row_id is None else str(row_id),
-                path=raw.get("max_stars_repo_path"),
-                num_tokens=x.num_tokens,
-                estimated=x.estimated,
-                truncated=x.truncated,
-                error=raw.get("_error") or x.error,
-                ids=x.ids,
-                signals=null_signals() if text is None else file_signals(text),
+        error = raw.get("_error") or wins[0].error
+        signals = null_signals() if text is None else file_signals(text)
+        for k, x in enumerate(wins):
+            rows.append(
+                RowInfo(
+                    index=first_index + i,
+                    id=f"{id_prefix}{first_index + i}" if row_id is None else str(row_id),
+                    path=raw.get("max_stars_repo_path"),
+                    num_tokens=x.num_tokens,
+                    estimated=x.estimated,
+                    truncated=x.truncated,
+                    error=error,
+                    window=k,
+                    windows=0 if error is not None else len(wins),
+                    weight=x.weight,
+                    ids=x.ids,
+                    signals=signals,
+                )
             )
-        )
     return rows
 
 
@@ -203,15 +214,24 @@ def make_model_batch(
     return ModelBatch(part, rows, input_ids, attention_mask=attention_mask)
 
 
-def part_items(k: int, part: Part, encoder: InputEncoder, window: int, tokens_per_batch: int, packed: bool):
-    """The items of part number k: model batches and error rows, then `PartDone`."""
+def part_items(
+    k: int,
+    part: Part,
+    encoder: InputEncoder,
+    window: int,
+    tokens_per_batch: int,
+    packed: bool,
+    max_windows: int = 1,
+):
+    """The items of part number k: model batches and error rows, then `PartDone`. Every window of a file is
+    handed over before the `Progress` that passes its row."""
     raw = iter_rows(part.shard, part.start, part.stop)
     id_prefix = f"{part.shard.language}/{part.shard.stem}#"
     n = 0
     while chunk := list(itertools.islice(raw, window)):
         if n:
             yield Progress(k, part.start + n)
-        rows = encode_rows(encoder, chunk, part.start + n, id_prefix)
+        rows = encode_rows(encoder, chunk, part.start + n, id_prefix, max_windows)
         n += len(chunk)
         failed = [r for r in rows if r.error is not None]
         if failed:
@@ -237,6 +257,7 @@ class ScoreDataset(IterableDataset):
         window: int,
         tokens_per_batch: int,
         packed: bool = False,
+        max_windows: int = 1,
     ):
         self.parts, self.encoder, self.window, self.tokens_per_batch = (
             parts,
@@ -245,6 +266,7 @@ class ScoreDataset(IterableDataset):
             tokens_per_batch,
         )
         self.packed = packed
+        self.max_windows = max_windows
 
     def __iter__(self):
         info = get_worker_info()
@@ -252,7 +274,13 @@ class ScoreDataset(IterableDataset):
         for k in range(wid, len(self.parts), nworkers):
             try:
                 yield from part_items(
-                    k, self.parts[k], self.encoder, self.window, self.tokens_per_batch, self.packed
+                    k,
+                    self.parts[k],
+                    self.encoder,
+                    self.window,
+                    self.tokens_per_batch,
+                    self.packed,
+                    self.max_windows,
                 )
             except Exception as e:
                 yield PartFailed(k, f"{type(e).__name__}: {e}")

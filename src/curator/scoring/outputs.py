@@ -40,6 +40,7 @@ SCORE_FIELDS = [
     pa.field("num_tokens", pa.int64()),
     pa.field("num_tokens_estimated", pa.bool_()),
     pa.field("truncated", pa.bool_()),
+    pa.field("windows", pa.int32()),
     pa.field("error", pa.string()),
 ]
 SCORE_COLUMNS = [f.name for f in SCORE_FIELDS]
@@ -95,7 +96,8 @@ def build_table(
     probs: np.ndarray,
     classes: tuple[str, ...],
 ) -> pa.Table:
-    """A score table from the rows (`curator.scoring.batching.RowInfo`, in row order) and model outputs.
+    """A score table from the rows (`curator.scoring.batching.RowInfo`, in row order, one per file) and model
+    outputs (of a file scored in several windows, their combination).
 
     Rows with an error carry nulls for every score.
     """
@@ -104,6 +106,7 @@ def build_table(
     num_tokens = [r.num_tokens for r in rows]
     estimated = [r.estimated for r in rows]
     truncated = [r.truncated for r in rows]
+    windows = [r.windows for r in rows]
     errors = [r.error for r in rows]
     ok = np.array([e is None for e in errors], dtype=bool)
     n, c = len(ids), len(classes)
@@ -121,6 +124,7 @@ def build_table(
         pa.array(num_tokens, pa.int64()),
         pa.array(estimated, pa.bool_()),
         pa.array(truncated, pa.bool_()),
+        pa.array(windows, pa.int32()),
         pa.array(errors, pa.string()),
         *(pa.array([r.signals[f.name] for r in rows], f.type) for f in SIGNAL_FIELDS),
     ]
@@ -173,13 +177,14 @@ def remove_parts(out: Path, shard: Shard) -> None:
 
 
 def write_meta(out: Path, meta: dict) -> None:
-    """scores_meta.json; a resumed run must use the same model, classes and precision as the run that began
-    the folder (a folder from before precision was recorded holds bf16 scores)."""
+    """scores_meta.json; a resumed run must use the same model, classes, precision and windows as the run that
+    began the folder (a folder from before precision was recorded holds bf16 scores, one from before windows
+    existed was scored on heads: max_windows 1)."""
     path = out / META_NAME
     if path.exists():
         old = json.loads(path.read_text())
-        defaults = {"precision": "bf16"}
-        for key in ("model_fingerprint", "content_types", "max_length", "precision"):
+        defaults = {"precision": "bf16", "max_windows": 1}
+        for key in ("model_fingerprint", "content_types", "max_length", "precision", "max_windows"):
             was, now = old.get(key, defaults.get(key)), meta.get(key, defaults.get(key))
             if was != now:
                 raise ValueError(

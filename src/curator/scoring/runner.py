@@ -41,6 +41,7 @@ from curator.scoring.batching import (
     keep_as_is,
 )
 from curator.scoring.sources import HF_PREFIX, Shard, list_shards, num_rows
+from curator.scoring.windows import CostEstimate, combine, estimate_cost
 from curator.tasks.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class ScoreSummary:
     shards_done_before: int = 0  # already complete when the run began
     rows_scored: int = 0
     tokens: int = 0  # tokens that went through the model (after truncation, padding not counted)
+    windows: int = 0  # model inputs scored: a file each, or more with --max-windows
+    multi_window_files: int = 0  # files scored in more than one window
+    estimate: CostEstimate | None = None  # the cost measured on a sample before the run (--max-windows > 1)
     seconds: float = 0.0
     failed: list[str] = field(default_factory=list)  # parts that could not be scored this time (re-run)
     # Where the main process spent its time: waiting for the workers' next batch (too few workers), waiting for
@@ -80,6 +84,10 @@ class ScoreSummary:
         return self.seconds - (
             self.input_wait_s + self.launch_s + self.gpu_wait_s + self.place_s + self.write_s
         )
+
+    @property
+    def windows_per_file(self) -> float:
+        return self.windows / max(self.rows_scored, 1)
 
     @property
     def files_per_s(self) -> float:
@@ -148,7 +156,11 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 class _Pending:
-    """Results of one part as they arrive, in whatever order its batches come; written once all are in."""
+    """Results of one part as they arrive, in whatever order its batches come; written once all are in.
+
+    A file scored in several windows (`curator.scoring.windows`) is placed when its last window arrives, with
+    the windows' combined scores; until then it counts as not received, so no part file is written without it.
+    """
 
     def __init__(self, part: Part, num_classes: int):
         n = part.num_rows
@@ -158,21 +170,44 @@ class _Pending:
         self.structured_data = np.full(n, np.nan, np.float32)
         self.probs = np.zeros((n, num_classes), np.float32)
         self.received = 0
+        self.partial: dict[int, list] = {}  # position -> [windows in, their weights, their scores]
         self.written = part.start  # rows before this one are in part files already
         self.last_write = time.perf_counter()
 
     def add(self, rows: list, scores: np.ndarray | None) -> None:
-        """Place rows; `scores` holds quality, structured_data and the class probabilities per row."""
+        """Place rows (a window of a file each); `scores` holds quality, structured_data and the class
+        probabilities per row."""
+        if scores is not None and any(r.windows > 1 for r in rows):
+            whole = [j for j, r in enumerate(rows) if r.windows <= 1]
+            for j, r in enumerate(rows):
+                if r.windows > 1:
+                    self._add_window(r, scores[j])
+            rows, scores = [rows[j] for j in whole], scores[whole]
         positions = [r.index - self.part.start for r in rows]
         for row, at in zip(rows, positions, strict=True):
             self.rows[at] = row
         if scores is not None:
-            self.quality[positions], self.structured_data[positions], self.probs[positions] = (
-                scores[:, 0],
-                scores[:, 1],
-                scores[:, 2:],
-            )
+            self._place(positions, scores)
         self.received += len(positions)
+
+    def _place(self, positions, scores: np.ndarray) -> None:
+        self.quality[positions], self.structured_data[positions], self.probs[positions] = (
+            scores[:, 0],
+            scores[:, 1],
+            scores[:, 2:],
+        )
+
+    def _add_window(self, row, scores: np.ndarray) -> None:
+        at = row.index - self.part.start
+        got = self.partial.setdefault(at, [0, [], []])
+        got[0] += 1
+        got[1].append(row.weight)
+        got[2].append(scores)
+        if got[0] == row.windows:
+            del self.partial[at]
+            self.rows[at] = row
+            self._place([at], combine(np.stack(got[2]), got[1])[None, :].astype(np.float32))
+            self.received += 1
 
     def write(self, out: Path, upto: int, language: str, classes) -> None:
         """Write rows written..upto-1 (all placed) as one part file."""
@@ -404,8 +439,12 @@ def score_corpus(
     packed: bool | None = None,
     compile: bool | None = None,
     precision: str = "bf16",
+    max_windows: int = 1,
 ) -> ScoreSummary:
     """Score every unfinished shard of this rank; see score.py --help for the knobs.
+
+    max_windows: a file longer than the model's window is scored as up to this many windows, combined by
+    `curator.scoring.windows.combine` (1: the head only).
 
     packed: None picks the packed bf16 forward on a GPU for BERT/RoBERTa-family encoders, the padded one
     elsewhere; compile: torch.compile the packed encoder (None: on a GPU when this rank has at least
@@ -417,6 +456,8 @@ def score_corpus(
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "fp8" and packed is False:
         raise ValueError("precision fp8 runs on the packed forward: drop --padded")
+    if max_windows < 1:
+        raise ValueError(f"--max-windows must be at least 1, not {max_windows}")
     t_enter = time.perf_counter()
     env_rank, env_world, local_rank = rank_and_world()
     rank = env_rank if rank is None else rank
@@ -463,6 +504,7 @@ def score_corpus(
         # bf16: the default forward (packed bf16 on a GPU, fp32 on a CPU); fp8: float8 matmuls. Scores of the
         # two differ slightly, so a folder holds one or the other.
         "precision": precision,
+        "max_windows": max_windows,
         "columns": [f.name for f in outputs.ALL_FIELDS],
         "corpus": str(corpus) if str(corpus).startswith(HF_PREFIX) else str(Path(corpus).resolve()),
     }
@@ -488,6 +530,10 @@ def score_corpus(
     forward = _Model(trained.model, dev, packed, compile, precision)
     summary.startup["model"] = time.perf_counter() - t_model
     encoder = trained.input_encoder(max_chars)
+    if max_windows > 1:
+        summary.estimate = estimate_cost(parts, encoder, max_windows)
+        if summary.estimate is not None:
+            log.info("%s", summary.estimate.describe())
     loader_options = {}
     if "in_order" in inspect.signature(DataLoader).parameters:
         # Items as the workers finish them, not worker by worker: a worker tokenizing its next window would
@@ -495,7 +541,14 @@ def score_corpus(
         # and one worker's items keep their order, so a part's PartDone still comes after its batches.
         loader_options["in_order"] = False
     loader = DataLoader(
-        ScoreDataset(parts, encoder, window, tokens_per_batch, packed=forward.packed is not None),
+        ScoreDataset(
+            parts,
+            encoder,
+            window,
+            tokens_per_batch,
+            packed=forward.packed is not None,
+            max_windows=max_windows,
+        ),
         batch_size=None,
         collate_fn=keep_as_is,
         num_workers=num_workers,
@@ -584,8 +637,11 @@ def score_corpus(
                     finish_inflight()
                     inflight = (acc, item, launched)
                     summary.tokens += item.tokens
-                summary.rows_scored += len(item.rows)
-                bar.update(len(item.rows))
+                    summary.windows += len(item.rows)
+                    summary.multi_window_files += sum(r.window == 0 and r.windows > 1 for r in item.rows)
+                files = sum(r.window == 0 for r in item.rows)  # a file counts with its first window
+                summary.rows_scored += files
+                bar.update(files)
                 if show:
                     elapsed = time.perf_counter() - start
                     bar.set_postfix_str(f"{summary.tokens / max(elapsed, 1e-9):,.0f} tok/s", refresh=False)
