@@ -84,6 +84,9 @@ def build_data(work: Path, rows: int, smoke: bool) -> tuple[Path, Path]:
     return labeled, encoder
 
 
+FAST512_BATCH = 64  # conf/experiment/fast512.yaml's data.batch_size
+
+
 def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
     """The runs: (setting, seed) -> train.py command and its run folder."""
     common = [
@@ -109,6 +112,11 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
             "single": ["trainer.devices=1"],
             f"ddp{args.devices}": ["trainer=ddp", f"trainer.devices={args.devices}"],
         }
+    if args.ddp_batch == "same-global":
+        # The single run's batch split over the ranks: the same optimisation (global batch, learning rate,
+        # steps), so that validation can be compared; "same-per-rank" doubles the global batch.
+        batch = 16 if args.smoke else FAST512_BATCH
+        settings[f"ddp{args.devices}"].append(f"data.batch_size={batch // args.devices}")
     runs = []
     for seed in args.seeds:
         for setting, overrides in settings.items():
@@ -230,6 +238,9 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="every setting runs once per seed")
     p.add_argument("--run-timeout", type=float, default=1800, help="seconds before a run is stopped")
     p.add_argument("--extra", default="", help="Hydra overrides added to every run")
+    p.add_argument("--ddp-batch", choices=("same-global", "same-per-rank"), default="same-global",
+                   help="the DDP run's batch: the single run's split over the ranks (the same optimisation, "
+                        "validation comparable; default), or the same batch on every rank (run 1)")  # fmt: skip
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "check_training",
                    help="data and run folders (rebuilt: the data and every run-* folder are replaced)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
