@@ -11,7 +11,8 @@
    and test splits (275 and 264 held-out files, never trained on). The encoder is unixcoder-base-shaped with
    random weights (`model.pretrained=false`) and a byte-level BPE of UniXcoder's vocabulary size trained on the
    sample (the hub is out of reach on the GPU machine), as in train_cli_bench.py.
-2. Runs `train.py +experiment=fast512` on 1 GPU, then with `trainer=ddp trainer.devices=N`, for --epochs epochs
+2. Runs `train.py +experiment=fast512` on 1 GPU, then with `trainer=ddp trainer.devices=N` (by default at the
+   single run's batch split over the ranks, `--ddp-batch same-global`, so both take the same steps), for --epochs epochs
    on the same rows, with the row record on (`callbacks.train_rows.enabled=true`: every rank writes the ids of
    the rows it took, per epoch). Each run has its own log under --out and a timeout (--run-timeout).
 3. Reports, per run: files/s as the `TrainingSpeed` callback measures it (after the first 50 steps, which
