@@ -18,9 +18,7 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -32,29 +30,24 @@ sys.path.insert(0, str(REPO / "experiments" / "multi_gpu"))
 sys.path.insert(0, str(REPO / "src"))
 
 import bench  # noqa: E402
-from check_scoring import build_checkpoint  # noqa: E402
+from check_scoring import build_checkpoint, run_score  # noqa: E402
 
 from curator.tasks.trained import load_trained  # noqa: E402
 
 
 def score_cli(ckpt: Path, corpus: Path, out: Path, log: Path, max_length: int, flags: list[str] = ()) -> dict:
-    t = time.perf_counter()
     cmd = [sys.executable, "score.py", "--model", str(ckpt), "--corpus", str(corpus), "--out", str(out),
            "--no-progress", *flags]  # fmt: skip
     print("$", " ".join(cmd), flush=True)
-    with open(log, "w") as fh:
-        rc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode  # fmt: skip
-    wall = time.perf_counter() - t
+    r = run_score(cmd, log)  # wall clock from start to exit, and the log's lines read
     text = log.read_text()
-    loop = re.search(r"scored in ([\d.]+) s", text)
     times = re.search(r"time: (.*)", text)
     startup = re.search(r"start-up: (.*)", text)
     n = pq.read_table(sorted(out.rglob("*.parquet")), columns=["num_tokens"]).column("num_tokens").to_pylist()
     useful = sum(min(k + 2, max_length) for k in n if k is not None)
-    loop_s = float(loop[1]) if loop else float("nan")
-    return dict(rc=rc, files=len(n), useful_tokens=useful, wall_s=wall, loop_s=loop_s,
-                tokens_per_s_loop=useful / loop_s, tokens_per_s_wall=useful / wall,
+    loop_s = r["ranks"][0]["loop_s"] if r["ranks"] else float("nan")
+    return dict(rc=r["returncode"], files=len(n), useful_tokens=useful, wall_s=r["wall_s"], loop_s=loop_s,
+                tokens_per_s_loop=useful / loop_s, tokens_per_s_wall=useful / r["wall_s"],
                 time_line=times[1] if times else None, startup_line=startup[1] if startup else None,
                 flags=list(flags))  # fmt: skip
 
