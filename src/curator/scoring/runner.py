@@ -245,8 +245,6 @@ class _Model:
         precision: str = "bf16",
         qkv_fused: bool | None = None,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
         self.classifier = classifier
         self.device = device
         self.precision = precision
