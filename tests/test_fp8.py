@@ -9,6 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from helpers_model import make_checkpoint, make_corpus
+from test_packed import ROBERTA
+from test_scoring import eager_then_compiled
 
 from curator.data.inputs import pack
 from curator.models import CuratorClassifier, build_encoder
@@ -32,18 +34,6 @@ def _scaled_mm_runs_here() -> bool:
 
 needs_scaled_mm = pytest.mark.skipif(
     not _scaled_mm_runs_here(), reason="this torch build has no CPU torch._scaled_mm with row-wise scales"
-)
-
-ROBERTA = dict(
-    model_type="roberta",
-    vocab_size=1000,
-    max_position_embeddings=130,
-    pad_token_id=1,
-    type_vocab_size=1,
-    num_hidden_layers=2,
-    hidden_size=64,
-    num_attention_heads=4,
-    intermediate_size=128,
 )
 
 
@@ -189,23 +179,12 @@ def test_a_folder_from_before_precision_was_recorded_holds_bf16(tmp_path):
 def test_compiled_fp8_scoring_matches_eager_and_compiles_one_layer_for_all(tmp_path, monkeypatch):
     """Inductor (its CPU backend here) compiles the fp8 layers, quantizing included, into the same regional
     graphs as bf16's, with the eager fp8 scores."""
-    from torch._dynamo.utils import counters
-
     deep = make_checkpoint(tmp_path / "deep.ckpt", layers=3)
     corpus = make_corpus(tmp_path / "corpus", languages=("go",), shards=1, rows=40)
     monkeypatch.setattr(runner, "check_fp8_device", lambda device: None)
-    kw = {"num_workers": 0, "device": "cpu", "progress": False, "window": 20, "tokens_per_batch": 512}
-    score_corpus(load_trained(deep), corpus, tmp_path / "eager", precision="fp8", **kw)
-    torch._dynamo.reset()
-    counters.clear()
-    summary = score_corpus(
-        load_trained(deep), corpus, tmp_path / "compiled", precision="fp8", compile=True, **kw
-    )
+    a, b, summary, graphs = eager_then_compiled(deep, corpus, tmp_path, precision="fp8")
     assert summary.forward == "packed fp8 (row-wise scaled matmuls), fused qkv, compiled"
-    assert counters["stats"]["unique_graphs"] <= 8, dict(counters["stats"])
-    a = pq.read_table(tmp_path / "eager" / "go" / "train-00000.parquet").to_pandas()
-    b = pq.read_table(tmp_path / "compiled" / "go" / "train-00000.parquet").to_pandas()
-    assert a["id"].tolist() == b["id"].tolist()
+    assert graphs <= 8, graphs
     # Not bitwise: the fused kernels compute in another order, and a value that then rounds to the other
     # neighbouring fp8 value moves by a whole step.
     np.testing.assert_allclose(a["quality"], b["quality"], atol=5e-3)

@@ -139,25 +139,34 @@ def test_a_compiler_that_fails_costs_speed_not_the_run(ckpt, tmp_path, monkeypat
     assert a.equals(pq.read_table(out / "go" / "train-00000.parquet"))
 
 
+def eager_then_compiled(ckpt, corpus, tmp_path, **kw):
+    """Scores the corpus's go shard eager, then with a fresh compiler: both score tables (same ids, same
+    order), the compiled run's summary, and how many graphs it compiled."""
+    from torch._dynamo.utils import counters
+
+    kw = {"window": 20, "tokens_per_batch": 512, **kw}
+    score(load_trained(ckpt), corpus, tmp_path / "eager", **kw)
+    torch._dynamo.reset()
+    counters.clear()
+    summary = score(load_trained(ckpt), corpus, tmp_path / "compiled", compile=True, **kw)
+    eager, compiled = (
+        pq.read_table(tmp_path / run / "go" / "train-00000.parquet").to_pandas()
+        for run in ("eager", "compiled")
+    )
+    assert eager["id"].tolist() == compiled["id"].tolist()
+    return eager, compiled, summary, counters["stats"]["unique_graphs"]
+
+
 @pytest.mark.slow
 def test_compiled_scoring_matches_eager_and_compiles_one_layer_for_all(tmp_path):
     """The real compiler (Inductor's CPU backend here): the same scores as eager, and the layers share one
     compiled graph, so a deeper encoder does not compile longer."""
-    from torch._dynamo.utils import counters
-
     deep = make_checkpoint(tmp_path / "deep.ckpt", layers=6)
     corpus = make_corpus(tmp_path / "corpus", languages=("go",), shards=1, rows=40)
-    score(load_trained(deep), corpus, tmp_path / "eager", window=20, tokens_per_batch=512, packed=True)
-    torch._dynamo.reset()
-    counters.clear()
-    trained = load_trained(deep)
-    score(trained, corpus, tmp_path / "compiled", window=20, tokens_per_batch=512, packed=True, compile=True)
+    a, b, _, graphs = eager_then_compiled(deep, corpus, tmp_path, packed=True)
     # Embeddings, a layer, the last (first-token) layer, each in a variant for batches of one file, and on a
     # CPU attention outside the compiler: 8 graphs for 6 layers, where compiling the whole stack makes 2 a layer.
-    assert counters["stats"]["unique_graphs"] <= 8, dict(counters["stats"])
-    a = pq.read_table(tmp_path / "eager" / "go" / "train-00000.parquet").to_pandas()
-    b = pq.read_table(tmp_path / "compiled" / "go" / "train-00000.parquet").to_pandas()
-    assert a["id"].tolist() == b["id"].tolist()
+    assert graphs <= 8, graphs
     np.testing.assert_allclose(a["quality"], b["quality"], atol=1e-4)
     np.testing.assert_allclose(
         np.stack(a["content_type_probs"]), np.stack(b["content_type_probs"]), atol=1e-4

@@ -13,11 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from helpers_model import REPO, make_checkpoint, write_shard
-from test_scoring import _env, _score_cmd, input_ids, output_ids
+from test_scoring import _env, _score_cmd, input_ids, output_ids, score
 
 from curator.data.inputs import InputEncoder, build_tokenizer
 from curator.scoring import runner
-from curator.scoring.runner import score_corpus
 from curator.scoring.windows import combine
 from curator.tasks.trained import load_trained
 
@@ -37,11 +36,6 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(ckpt):
     return load_trained(ckpt)
-
-
-def score(trained, corpus, out, **kw):
-    kw = {"num_workers": 0, "device": "cpu", "progress": False, **kw}
-    return score_corpus(trained, corpus, out, **kw)
 
 
 def long_corpus(root, rows: int = 30):
