@@ -123,6 +123,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "Ada, Hopper), for speed (experiments/gpu_throughput measures it), its scores slightly off the bf16 "
         "ones; a score folder holds one precision (default: %(default)s; docs/scoring.md)",
     )
+    p.add_argument(
+        "--exact-gelu",
+        action="store_true",
+        help="on a GPU, apply the feed-forward's GELU as a kernel of its own, in the exact (erf) form the model "
+        "was trained with (default there: the matmul adds the bias and applies GELU in its tanh approximation "
+        "on the way out, one pass over the activations fewer; docs/scoring.md gives the speed and the score "
+        "differences)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
     args = p.parse_args(argv)
     if args.max_windows < 1:
@@ -158,6 +166,7 @@ def main(argv=None) -> int:
         compile=args.compile,
         precision=args.precision,
         max_windows=args.max_windows,
+        gelu_epilogue=False if args.exact_gelu else None,
     )
     logging.info(
         "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s%s",

@@ -5,7 +5,7 @@ import torch
 
 from curator.data.inputs import pack
 from curator.models import CuratorClassifier, build_encoder
-from curator.models.packed import PackedClassifier, position_ids_for
+from curator.models.packed import PackedClassifier, PackedEncoder, position_ids_for, use_gelu_epilogue
 
 TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128)
 ROBERTA = dict(
@@ -33,8 +33,11 @@ def padded_batch(seqs, pad_id):
     return ids, mask
 
 
+@pytest.mark.parametrize("gelu_epilogue", [False, True])
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_packed_matches_padded_forward(pooling):
+def test_packed_matches_padded_forward(pooling, gelu_epilogue):
+    # gelu_epilogue: the feed-forward through torch._addmm_activation (on a CPU with the exact GELU, so the
+    # same function; on a GPU cuBLASLt's epilogue, measured in experiments/gpu_throughput).
     torch.manual_seed(0)
     for name, encoder in encoders():
         model = CuratorClassifier(encoder, num_content_types=9, pooling=pooling).eval()
@@ -46,9 +49,18 @@ def test_packed_matches_padded_forward(pooling):
         ids, mask = padded_batch(seqs, pad_id)
         with torch.no_grad():
             ref = model(ids, mask)
-        got = PackedClassifier(model)(*pack(seqs))
+        packed = PackedClassifier(model)
+        if gelu_epilogue:
+            use_gelu_epilogue(packed.encoder)
+        got = packed(*pack(seqs))
         for head in ("quality", "structured_data", "content_type"):
             torch.testing.assert_close(got[head], ref[head], rtol=1e-4, atol=1e-4, msg=f"{name} {head}")
+
+
+def test_gelu_epilogue_refuses_another_activation():
+    encoder = build_encoder("roberta", config={**ROBERTA, "hidden_act": "relu"})
+    with pytest.raises(ValueError, match="GELU"):
+        use_gelu_epilogue(PackedEncoder(encoder))
 
 
 def test_roberta_positions_start_after_padding_index():

@@ -462,3 +462,23 @@ def test_a_bare_cuda_device_names_the_ranks_gpu():
     assert pick_device("cpu", 3) == torch.device("cpu")
     if not torch.cuda.is_available():
         assert pick_device("auto", 0) == torch.device("cpu")
+
+
+def test_exact_gelu_flag_is_accepted_and_changes_nothing_on_a_cpu(ckpt, tmp_path):
+    # --exact-gelu as typed. On a CPU the forward is the padded one, whose GELU is the exact one anyway, so the
+    # scores equal the default run's (test_packed checks the GELU-in-the-matmul forward against the padded one).
+    corpus = make_corpus(tmp_path / "corpus", shards=1, rows=12)
+    tables = {}
+    for name, extra in (("default", []), ("exact", ["--exact-gelu"])):
+        r = subprocess.run(
+            _score_cmd(ckpt, corpus, tmp_path / name, *extra),
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "forward: padded" in r.stderr
+        tables[name] = pq.read_table(sorted((tmp_path / name).rglob("*.parquet"))).to_pandas()
+    assert tables["default"]["id"].tolist() == tables["exact"]["id"].tolist()
+    np.testing.assert_array_equal(tables["default"]["quality"], tables["exact"]["quality"])

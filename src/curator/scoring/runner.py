@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -28,7 +29,7 @@ import curator
 from curator.data.shards import write_parquet_atomic
 from curator.models.encoder import avoid_cudnn_attention
 from curator.models.fp8 import check_fp8_device, to_fp8
-from curator.models.packed import PackedClassifier, fuse_qkv, supports_packing
+from curator.models.packed import PackedClassifier, fuse_qkv, supports_packing, use_gelu_epilogue
 from curator.scoring import outputs
 from curator.scoring.batching import (
     ErrorRows,
@@ -233,7 +234,9 @@ class _Model:
     the casts too. Heads stay in fp32 either way.
 
     precision "fp8" (packed only): the transformer layers' matmuls in float8 (`curator.models.fp8`), query, key
-    and value fused into one. qkv_fused: that fusion, in bf16 too (None: with fp8 only).
+    and value fused into one. qkv_fused: that fusion, in bf16 too (None: with fp8 only). gelu_epilogue: the
+    feed-forward's bias and GELU applied by its matmul (`curator.models.packed.use_gelu_epilogue`; None: on a GPU
+    in bf16 for a GELU encoder).
     """
 
     def __init__(
@@ -244,6 +247,7 @@ class _Model:
         compile: bool,
         precision: str = "bf16",
         qkv_fused: bool | None = None,
+        gelu_epilogue: bool | None = None,
     ):
         self.classifier = classifier
         self.device = device
@@ -258,6 +262,7 @@ class _Model:
         self.packed = PackedClassifier(classifier) if packed else None
         self.compiled = False
         self.qkv_fused = False
+        self.gelu_epilogue = False
         if self.packed is None:
             avoid_cudnn_attention()
             return
@@ -269,6 +274,13 @@ class _Model:
             to_fp8(self.packed.encoder, fuse=self.qkv_fused)
         elif self.qkv_fused:
             fuse_qkv(self.packed.encoder)
+        if gelu_epilogue is None:
+            gelu_epilogue = (
+                device.type == "cuda" and precision == "bf16" and self.packed.encoder.act is F.gelu
+            )
+        if gelu_epilogue:
+            self.gelu_epilogue = True
+            use_gelu_epilogue(self.packed.encoder)
         if compile:
             self.compiled = True
             # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
@@ -282,7 +294,10 @@ class _Model:
             kind = "packed fp8 (row-wise scaled matmuls)"
         else:
             kind = "packed bf16" if self.device.type == "cuda" else "packed fp32"
-        return kind + (", fused qkv" if self.qkv_fused else "") + (", compiled" if self.compiled else "")
+        fused = (", fused qkv" if self.qkv_fused else "") + (
+            ", GELU in the matmul" if self.gelu_epilogue else ""
+        )
+        return kind + fused + (", compiled" if self.compiled else "")
 
     def warm_up(self, max_length: int, vocab_size: int) -> float:
         """Compile before the first real batch (seconds spent), on a made-up batch of a few files.
@@ -438,6 +453,7 @@ def score_corpus(
     compile: bool | None = None,
     precision: str = "bf16",
     max_windows: int = 1,
+    gelu_epilogue: bool | None = None,
 ) -> ScoreSummary:
     """Score every unfinished shard of this rank; see score.py --help for the knobs.
 
@@ -448,7 +464,8 @@ def score_corpus(
     elsewhere; compile: torch.compile the packed encoder (None: on a GPU when this rank has at least
     COMPILE_MIN_ROWS files to score, where the saving outweighs the compile; a compiler that fails falls back
     to the eager encoder); precision: "bf16" (the forward above) or "fp8" (the packed forward with float8
-    matmuls: a GPU of compute capability 8.9 or newer).
+    matmuls: a GPU of compute capability 8.9 or newer); gelu_epilogue: the feed-forward's bias and GELU
+    (tanh-approximated) inside its matmul (None: on a GPU in bf16; False: the exact GELU, a kernel of its own).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
@@ -525,7 +542,7 @@ def score_corpus(
         # fp8 needs the compiler whatever the run's size: it fuses each activation's quantization into the
         # kernel before the matmul, without which quantizing costs more than the fp8 matmul saves.
         compile = dev.type == "cuda" and (total >= COMPILE_MIN_ROWS or precision == "fp8")
-    forward = _Model(trained.model, dev, packed, compile, precision)
+    forward = _Model(trained.model, dev, packed, compile, precision, gelu_epilogue=gelu_epilogue)
     summary.startup["model"] = time.perf_counter() - t_model
     encoder = trained.input_encoder(max_chars)
     if max_windows > 1:
