@@ -253,3 +253,17 @@ def test_tokenizing_heads_gives_the_model_input_of_whole_files(tokenizer):
         whole = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
         examples, errors = encode_rows(rows, InputEncoder(tokenizer, max_length), get_label_set("full"))
         assert not errors and [e.input_ids for e in examples] == whole
+
+
+def test_ranks_step_through_batches_of_about_the_same_length(labeled_root, tokenizer):
+    # DDP waits for the slowest rank at every step: step i of every rank should hold files of about the same
+    # length. Each rank reads other files, so lengths are not equal, but the order of the length-sorted batches
+    # is shared by the ranks, so their per-step lengths rise and fall together.
+    lengths = []
+    for rank in range(2):
+        stream = _stream(
+            labeled_root, tokenizer, "train", rank, 2, 1, train=True, batch_size=4, max_length=256
+        )
+        lengths.append([float(b["attention_mask"].sum(1).float().mean()) for b in stream.batches(0, 1)])
+    assert len(lengths[0]) == len(lengths[1]) >= 10
+    assert torch.corrcoef(torch.tensor(lengths))[0, 1] > 0.9

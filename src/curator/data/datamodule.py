@@ -309,6 +309,11 @@ class LabeledStream(IterableDataset):
             raise ValueError(f"stream built for {self.num_workers} workers, read by {num_workers}")
         slot = self.rank * self.num_workers + worker
         rng = random.Random(f"{self.seed}-{self.epoch}-{slot}") if self.train else None
+        # The order of a buffer's length-sorted batches: the same on every rank (seeded by the worker, not the
+        # slot), so that at each step all ranks run batches of about the same length. DDP waits for the slowest
+        # rank at every step; with orders drawn per rank, one rank's short batch would wait for another's long
+        # one (steps of 64 files of 500 tokens and of 60 tokens take very different times).
+        order = random.Random(f"{self.seed}-{self.epoch}-order-{worker}") if self.train else None
         pad_id = self.tokenizer.pad_token_id
         if self.shares is not None:
             # Exactly the batches `deal` planned for this slot, each row once: the pieces in a new order each
@@ -319,12 +324,14 @@ class LabeledStream(IterableDataset):
             if rng is not None:
                 rng.shuffle(pieces)
             sizes = batch_sizes(share.rows, share.batches)
-            for batch in sized_groups(self._examples(pieces, rng), sizes, self.buffer_batches, rng):
+            for batch in sized_groups(self._examples(pieces, rng), sizes, self.buffer_batches, order):
                 yield make_batch(batch, pad_id, self.packed, self.pad_to_multiple_of, self.max_length)
             return
-        yield from self._stream_batches(worker, slot, rng, pad_id)
+        yield from self._stream_batches(worker, slot, rng, order, pad_id)
 
-    def _stream_batches(self, worker: int, slot: int, rng: random.Random | None, pad_id: int):
+    def _stream_batches(
+        self, worker: int, slot: int, rng: random.Random | None, order: random.Random | None, pad_id: int
+    ):
         """A `datasets` stream's batches: one pass, or (train) data.train_batches_per_epoch of them."""
         indices = self.slot_units(self.rank, worker)
         target = self._target(worker)
@@ -336,7 +343,7 @@ class LabeledStream(IterableDataset):
             if rng is not None:
                 rng.shuffle(indices)
             examples = self._examples(indices, rng)
-            for batch in length_grouped(examples, self.batch_size, self.buffer_batches, rng):
+            for batch in length_grouped(examples, self.batch_size, self.buffer_batches, order):
                 if target is not None and produced == target:
                     return
                 yield make_batch(batch, pad_id, self.packed, self.pad_to_multiple_of, self.max_length)
