@@ -277,6 +277,7 @@ def matmul_peaks() -> dict:
 
 VARIANTS = {
     "bf16": dict(precision="bf16"),
+    "bf16_exact_gelu": dict(precision="bf16", gelu_epilogue=False),
     "bf16_fused_qkv": dict(precision="bf16", qkv_fused=True),
     "fp8": dict(precision="fp8"),
     "fp8_unfused_qkv": dict(precision="fp8", qkv_fused=False),
@@ -316,7 +317,15 @@ def profile(
     for name, v in variants.items():
         torch._dynamo.reset()  # every variant compiles afresh, within the recompile limit
         model = copy.deepcopy(base.model)
-        forward = _Model(model, dev, True, not smoke, v["precision"], v.get("qkv_fused"))
+        forward = _Model(
+            model,
+            dev,
+            True,
+            not smoke,
+            v["precision"],
+            v.get("qkv_fused"),
+            gelu_epilogue=v.get("gelu_epilogue"),
+        )
         for m in forward.packed.modules():  # before the first call: the compiler reads it when tracing
             if isinstance(m, Fp8Linear):
                 m.fast_accum = v.get("fast_accum", True)
@@ -481,6 +490,11 @@ def main() -> int:
     p.add_argument("--profile-variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     p.add_argument("--tokens-per-batch", type=int, default=131_072, help="of the profiled batches")
     p.add_argument("--skip-runs", action="store_true", help="no score.py runs (with --profile: profile only)")
+    p.add_argument(
+        "--with-exact-gelu",
+        action="store_true",
+        help="a third run, bf16 with --exact-gelu, compared with the default bf16 run (GELU in the matmul)",
+    )
     p.add_argument("--work", type=Path, default=Path("/tmp/fp8_bench"))
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -543,10 +557,24 @@ def main() -> int:
             res["runs"][label] = run_cli(
                 precision, label, model, corpus, args.work, args.out, extra, args.smoke, dry=False
             )
+        if args.with_exact_gelu:
+            res["runs"]["bf16_exact_gelu"] = run_cli(
+                "bf16", "bf16_exact_gelu", model, corpus, args.work, args.out, [*extra, "--exact-gelu"],
+                args.smoke, dry=False,
+            )  # fmt: skip
         a, b = res["runs"]["bf16"].pop("scores"), res["runs"]["fp8"].pop("scores")
         if a is not None and b is not None:
             res["agreement"] = agreement(a, b, corpus)
             print("agreement:", json.dumps(res["agreement"], indent=1), flush=True)
+        exact = res["runs"].get("bf16_exact_gelu", {}).pop("scores", None)
+        if exact is not None and a is not None:
+            # In agreement()'s keys, "bf16" is the exact-GELU run and "fp8" the default one.
+            res["agreement_exact_gelu_vs_default"] = agreement(exact, a, None)
+            print(
+                "exact GELU against the default:",
+                json.dumps(res["agreement_exact_gelu_vs_default"]),
+                flush=True,
+            )
         (args.out / "fp8_bench.json").write_text(json.dumps(res, indent=1))
     if args.profile:
         res["profile"] = profile(
