@@ -482,3 +482,28 @@ def test_exact_gelu_flag_is_accepted_and_changes_nothing_on_a_cpu(ckpt, tmp_path
         tables[name] = pq.read_table(sorted((tmp_path / name).rglob("*.parquet"))).to_pandas()
     assert tables["default"]["id"].tolist() == tables["exact"]["id"].tolist()
     np.testing.assert_array_equal(tables["default"]["quality"], tables["exact"]["quality"])
+
+
+def test_a_write_that_fails_stops_the_run_and_keeps_the_parts_before_it(trained, tmp_path, monkeypatch):
+    # Part files are written on a thread of their own; a failure there (a full disk) must still end the run
+    # with its error, and what was written before stays for the next run to resume from.
+    import curator.scoring.runner as runner
+
+    corpus = make_corpus(tmp_path / "corpus", shards=1, rows=60)
+    real, calls = runner.write_parquet_atomic, []
+
+    def write_then_fail(table, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(table, path)
+
+    monkeypatch.setattr(runner, "write_parquet_atomic", write_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        score(trained, corpus, tmp_path / "out", window=16, tokens_per_batch=512, rows_per_part=20)
+    assert [p.name for p in (tmp_path / "out").rglob("rows-*.parquet")] == [calls[0].name]
+    monkeypatch.setattr(runner, "write_parquet_atomic", real)
+    summary = score(trained, corpus, tmp_path / "out", window=16, tokens_per_batch=512, rows_per_part=20)
+    total = sum(len(ids) for ids in input_ids(corpus).values())
+    assert summary.rows_scored == total - 20  # the first part's 20 rows were kept
+    assert output_ids(tmp_path / "out") == input_ids(corpus)

@@ -9,6 +9,7 @@ SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID when launched with srun directly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -16,6 +17,8 @@ import logging
 import math
 import os
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +76,9 @@ class ScoreSummary:
     launch_s: float = 0.0  # queueing each batch's forward (host-side work of the model call)
     gpu_wait_s: float = 0.0
     place_s: float = 0.0  # putting each batch's scores in place in its part
-    write_s: float = 0.0
+    write_s: float = (
+        0.0  # writing a progress part, handing parts to the writer thread, waiting for it at the end
+    )
     first_batch_s: float | None = None
     # Seconds before the loop: loading the model, compiling it (while the workers start), the rest.
     startup: dict[str, float] = field(default_factory=dict)
@@ -402,6 +407,40 @@ def _launch(model: _Model, batch: ModelBatch, max_length: int):
         return _Joined([_launch(model, half, max_length) for half in batch.halves()])
 
 
+class _Writer:
+    """Score files written on a thread of their own, in the order they are handed over.
+
+    A finished part's rows must all be placed before its file is written, which drains the one batch in flight:
+    written in the loop, the GPU sat idle for every part file and every shard merge. Handed to this thread, they
+    are written while the GPU scores the next batches. One thread keeps the order (a shard is merged after its
+    parts are written) and pyarrow releases the GIL while it encodes and writes. A write that fails is raised
+    in the loop at the next hand-over, or at `close`.
+    """
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curator-writer")
+        self._futures: deque = deque()
+
+    def submit(self, fn, *args) -> None:
+        while self._futures and self._futures[0].done():
+            self._futures.popleft().result()  # raises the error of a failed write
+        self._futures.append(self._pool.submit(fn, *args))
+
+    def close(self) -> None:
+        """Wait for every write; raise the first that failed."""
+        while self._futures:
+            self._futures.popleft().result()
+
+    def shutdown(self) -> None:
+        # What was handed over is still written (a part file is whole or absent), then the thread ends.
+        self._pool.shutdown(wait=True)
+
+
+def _write_part(acc, out: Path, open_parts: dict, part: Part, k: int, classes) -> None:
+    acc.write(out, part.stop, part.shard.language, classes)
+    _maybe_merge(out, open_parts, part.shard, k)
+
+
 def _plan(shards: list[Shard], out: Path, rows_per_part: int, summary: ScoreSummary):
     """The parts still to score (the row ranges that no complete part file covers, cut to rows_per_part), and
     for each shard with work left its row count and the indices of its parts."""
@@ -596,7 +635,9 @@ def score_corpus(
             summary.place_s += time.perf_counter() - t2
             inflight = None
 
-    with torch.inference_mode():
+    writer = _Writer()
+    with torch.inference_mode(), contextlib.ExitStack() as stack:
+        stack.callback(writer.shutdown)
         ready = time.perf_counter()
         for item in batches:
             summary.input_wait_s += time.perf_counter() - ready
@@ -636,8 +677,7 @@ def score_corpus(
                     )
                 else:
                     t = time.perf_counter()
-                    acc.write(out, part.stop, part.shard.language, classes)
-                    _maybe_merge(out, open_parts, part.shard, k)
+                    writer.submit(_write_part, acc, out, open_parts, part, k, classes)
                     summary.write_s += time.perf_counter() - t
             else:
                 acc = pending.setdefault(k, _Pending(part, len(classes)))
@@ -662,6 +702,9 @@ def score_corpus(
                     bar.set_postfix_str(f"{summary.tokens / max(elapsed, 1e-9):,.0f} tok/s", refresh=False)
             ready = time.perf_counter()
         finish_inflight()
+        t = time.perf_counter()
+        writer.close()
+        summary.write_s += time.perf_counter() - t
     bar.close()
     summary.seconds = time.perf_counter() - start
     summary.forward = forward.description  # after the warm-up: a compiler that failed has changed it
