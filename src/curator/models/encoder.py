@@ -5,6 +5,7 @@ Its tokenizer belongs to data (`curator.data.inputs`): data turns files into ten
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -25,13 +26,16 @@ def build_encoder(
     config: dict[str, Any] | None = None,
     config_overrides: dict[str, Any] | None = None,
     attn_implementation: str | None = "sdpa",
+    init_weights: bool = True,
 ) -> PreTrainedModel:
     """An encoder by hub id or local path.
 
     pretrained=False builds the same architecture with random weights (tests, speed benchmarks).
     `config` is a full config dict (as saved in a checkpoint): with it nothing is read from the hub, which is
     how a trained checkpoint is rebuilt before its own weights are loaded into it. `config_overrides` shrink
-    or change a config (e.g. a 2-layer encoder for tests).
+    or change a config (e.g. a 2-layer encoder for tests). init_weights=False leaves a model built from a config
+    uninitialised, for weights that are loaded next: random initialisation is about a second of a
+    unixcoder-base load, paid by every scoring process at start-up.
     """
     path = resolve_model_path(name_or_path)
     overrides = dict(config_overrides or {})
@@ -54,11 +58,25 @@ def build_encoder(
                 # fp32 weights whatever the saved dtype: training keeps fp32 master weights under bf16
                 # autocast, and recent transformers would otherwise keep an fp16 checkpoint in fp16.
                 return AutoModel.from_pretrained(path, config=cfg, **{_DTYPE_ARG: torch.float32}, **kwargs)
-            return AutoModel.from_config(cfg, **kwargs)
+            with contextlib.nullcontext() if init_weights else _no_init_weights():
+                return AutoModel.from_config(cfg, **kwargs)
         except TypeError as e:
             if "add_pooling_layer" not in str(e):
                 raise
     raise AssertionError("unreachable")
+
+
+def _no_init_weights():
+    """transformers' context that skips weight initialisation (torch's and its own), wherever this version keeps
+    it; a no-op where it has none."""
+    try:
+        from transformers.initialization import no_init_weights  # transformers 5
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights  # transformers 4
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
 
 
 def max_model_tokens(config: PretrainedConfig) -> int:

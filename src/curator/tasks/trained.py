@@ -76,7 +76,7 @@ def _label_set_from(value: Any) -> LabelSet:
 def _build(encoder_config: dict, label_set: LabelSet, pooling: str) -> CuratorClassifier:
     # With a full config the name is not looked up (and a short name like 'minilm' would need its package on
     # the scoring machine): only the architecture is built, the trained weights are loaded next.
-    encoder = build_encoder("from-config", pretrained=False, config=encoder_config)
+    encoder = build_encoder("from-config", pretrained=False, config=encoder_config, init_weights=False)
     return CuratorClassifier(encoder, num_content_types=len(label_set.classes), pooling=pooling)
 
 
