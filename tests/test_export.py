@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -6,7 +9,7 @@ import torch
 from helpers_model import TINY, load_script, make_checkpoint, make_corpus
 
 from curator.labels import get_label_set
-from curator.scoring.runner import score_corpus
+from curator.scoring.runner import model_fingerprint, score_corpus
 from curator.tasks.trained import CONFIG_NAME, WEIGHTS_NAME, _label_set_from, load_trained
 
 
@@ -171,3 +174,35 @@ def test_model_card_report_from_the_command_line_and_its_absence(tmp_path):
     with pytest.raises(FileNotFoundError):
         export.main([str(ckpt), str(tmp_path / "missing"), "--report", str(tmp_path / "nope.json")])
     assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("form", ["checkpoint", "exported"])
+def test_the_packed_path_loads_without_transformers_modelling_code(ckpt, tmp_path, form):
+    # What score.py loads on a GPU: the encoder as a BertLikeEncoder, built without importing transformers'
+    # modelling code (seconds of every start-up), with the same weights, fingerprint and scores.
+    model = ckpt
+    if form == "exported":
+        model = tmp_path / "exported"
+        assert load_script("export").main([str(ckpt), str(model)]) == 0
+    code = (
+        "import sys\n"
+        "from curator.scoring.runner import model_fingerprint\n"
+        "from curator.tasks.trained import load_trained\n"
+        f"t = load_trained({str(model)!r}, packed=True)\n"
+        "print(type(t.model.encoder).__name__, 'transformers.modeling_utils' in sys.modules, "
+        "model_fingerprint(t.model))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    name, modelling_imported, fingerprint = r.stdout.split()
+    assert name == "BertLikeEncoder" and modelling_imported == "False"
+    reference = load_trained(ckpt)  # the Hugging Face encoder
+    assert fingerprint == model_fingerprint(reference.model)
+
+    corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=1, rows=30)
+    for source, out in ((model, "light"), (reference, "hf")):
+        score_corpus(source, corpus, tmp_path / out, num_workers=0, device="cpu", progress=False, packed=True)
+    a = pq.read_table(tmp_path / "light" / "python" / "train-00000.parquet")
+    b = pq.read_table(tmp_path / "hf" / "python" / "train-00000.parquet")
+    assert a.equals(b)

@@ -5,6 +5,7 @@ import torch
 
 from curator.data.inputs import pack
 from curator.models import CuratorClassifier, build_encoder
+from curator.models.bert import INDEX_BUFFERS, BertLikeEncoder, EncoderConfig
 from curator.models.packed import PackedClassifier, PackedEncoder, position_ids_for, use_gelu_epilogue
 
 TINY = dict(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128)
@@ -33,14 +34,30 @@ def padded_batch(seqs, pad_id):
     return ids, mask
 
 
+def bert_like(encoder) -> BertLikeEncoder:
+    """The Hugging Face encoder's weights in a BertLikeEncoder, built from its saved config dict."""
+    light = BertLikeEncoder(EncoderConfig.from_dict(encoder.config.to_dict()))
+    light.load_weights(encoder.state_dict())
+    return light.eval()
+
+
+@pytest.mark.parametrize("light", [False, True])
 @pytest.mark.parametrize("gelu_epilogue", [False, True])
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
-def test_packed_matches_padded_forward(pooling, gelu_epilogue):
+def test_packed_matches_padded_forward(pooling, gelu_epilogue, light):
     # gelu_epilogue: the feed-forward through torch._addmm_activation (on a CPU with the exact GELU, so the
-    # same function; on a GPU cuBLASLt's epilogue, measured in experiments/gpu_throughput).
+    # same function; on a GPU cuBLASLt's epilogue, measured in experiments/gpu_throughput). light: the packed
+    # forward runs over a BertLikeEncoder holding the same weights (what scoring builds on the packed path).
     torch.manual_seed(0)
     for name, encoder in encoders():
         model = CuratorClassifier(encoder, num_content_types=9, pooling=pooling).eval()
+        if light:
+            heads_of = model
+            model = CuratorClassifier(bert_like(encoder), num_content_types=9, pooling=pooling).eval()
+            model.load_state_dict(heads_of.state_dict())
+            ref_model = heads_of
+        else:
+            ref_model = model
         pad_id = encoder.config.pad_token_id
         # lengths from 1 token to the model's limit, so both ends of the position table are exercised
         limit = 128 if encoder.config.model_type == "roberta" else 512
@@ -48,13 +65,24 @@ def test_packed_matches_padded_forward(pooling, gelu_epilogue):
         seqs = [torch.randint(5, 900, (n,)).tolist() for n in lengths]
         ids, mask = padded_batch(seqs, pad_id)
         with torch.no_grad():
-            ref = model(ids, mask)
+            ref = ref_model(ids, mask)
         packed = PackedClassifier(model)
         if gelu_epilogue:
             use_gelu_epilogue(packed.encoder)
         got = packed(*pack(seqs))
         for head in ("quality", "structured_data", "content_type"):
             torch.testing.assert_close(got[head], ref[head], rtol=1e-4, atol=1e-4, msg=f"{name} {head}")
+
+
+def test_bert_like_encoder_has_the_hugging_face_names_and_no_padded_forward():
+    for name, encoder in encoders():
+        light = bert_like(encoder)
+        assert light.state_dict().keys() == encoder.state_dict().keys() - set(INDEX_BUFFERS), name
+        for key, value in encoder.state_dict().items():
+            if key not in INDEX_BUFFERS:
+                assert torch.equal(light.state_dict()[key], value), (name, key)
+        with pytest.raises(TypeError, match="PackedEncoder"):
+            light(input_ids=torch.ones(1, 3, dtype=torch.long))
 
 
 def test_gelu_epilogue_refuses_another_activation():

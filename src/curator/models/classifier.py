@@ -3,12 +3,16 @@ classification head for content_type. A plain nn.Module: it knows nothing of Lig
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
 from curator.labels import QUALITY, STRUCTURED_DATA
 from curator.models.encoder import pool
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class RegressionHead(nn.Module):

@@ -6,18 +6,14 @@ Its tokenizer belongs to data (`curator.data.inputs`): data turns files into ten
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import transformers
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
 from curator.hub import resolve_model_path
 
-# transformers 4.56 renamed from_pretrained's torch_dtype to dtype (5.x warns on the old name).
-_DTYPE_ARG = (
-    "dtype" if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"
-)
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 
 def build_encoder(
@@ -37,6 +33,17 @@ def build_encoder(
     uninitialised, for weights that are loaded next: random initialisation is about a second of a
     unixcoder-base load, paid by every scoring process at start-up.
     """
+    # Here rather than at the top: transformers' modelling code takes seconds to import, which scoring on the
+    # packed path does without (curator.models.bert).
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    # transformers 4.56 renamed from_pretrained's torch_dtype to dtype (5.x warns on the old name).
+    dtype_arg = (
+        "dtype"
+        if tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (4, 56)
+        else "torch_dtype"
+    )
     path = resolve_model_path(name_or_path)
     overrides = dict(config_overrides or {})
     if config is not None:
@@ -57,7 +64,7 @@ def build_encoder(
             if pretrained and config is None:
                 # fp32 weights whatever the saved dtype: training keeps fp32 master weights under bf16
                 # autocast, and recent transformers would otherwise keep an fp16 checkpoint in fp16.
-                return AutoModel.from_pretrained(path, config=cfg, **{_DTYPE_ARG: torch.float32}, **kwargs)
+                return AutoModel.from_pretrained(path, config=cfg, **{dtype_arg: torch.float32}, **kwargs)
             with contextlib.nullcontext() if init_weights else _no_init_weights():
                 return AutoModel.from_config(cfg, **kwargs)
         except TypeError as e:

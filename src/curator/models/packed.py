@@ -17,12 +17,16 @@ The weights are the encoder's own (shared, not copied), so a trained checkpoint 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 
 from curator.models.classifier import CuratorClassifier
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 try:  # torch >= 2.10 on CUDA
     from torch.nn.attention.varlen import varlen_attn
@@ -34,11 +38,16 @@ _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
 
 def supports_packing(encoder: PreTrainedModel) -> bool:
-    cfg = encoder.config
+    return packable(encoder.config)
+
+
+def packable(config) -> bool:
+    """Whether an encoder of this config (a Hugging Face config, or its dict) runs on the packed forward."""
+    get = config.get if isinstance(config, dict) else lambda k, default=None: getattr(config, k, default)
     return (
-        cfg.model_type in SUPPORTED_MODEL_TYPES
-        and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
-        and cfg.hidden_act in _ACTIVATIONS
+        get("model_type") in SUPPORTED_MODEL_TYPES
+        and (get("position_embedding_type") or "absolute") == "absolute"
+        and get("hidden_act") in _ACTIVATIONS
     )
 
 

@@ -539,7 +539,11 @@ def score_corpus(
     # output folder is made.
     mine = list_shards(corpus, languages)[rank::world_size]
     t_model = time.perf_counter()
-    trained = model if isinstance(model, TrainedModel) else load_trained(model, device=dev)
+    if not isinstance(model, TrainedModel):
+        # On the packed path (the default on a GPU) the encoder is built without transformers' modelling code.
+        packed_only = packed if packed is not None else (dev.type == "cuda" or precision == "fp8")
+        model = load_trained(model, device=dev, packed=packed_only)
+    trained = model
     trained.model.to(dev).eval()
     classes = trained.label_set.classes
     if precision == "fp8" and not supports_packing(trained.model.encoder):

@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model
+from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from curator.data.inputs import InputEncoder, build_tokenizer, register_code_markers
 from curator.labels import LabelSet, get_label_set
+from curator.models.bert import INDEX_BUFFERS, BertLikeEncoder, EncoderConfig
 from curator.models.classifier import CuratorClassifier
-from curator.models.encoder import build_encoder, max_model_tokens
+from curator.models.encoder import max_model_tokens
+from curator.models.packed import packable
 
 EXPORT_FORMAT_VERSION = 1
 # owner/name with the Hub's characters, and an optional @revision (a branch, tag or commit).
@@ -73,11 +75,27 @@ def _label_set_from(value: Any) -> LabelSet:
     raise ValueError(f"cannot read a label set from {value!r}")
 
 
-def _build(encoder_config: dict, label_set: LabelSet, pooling: str) -> CuratorClassifier:
-    # With a full config the name is not looked up (and a short name like 'minilm' would need its package on
-    # the scoring machine): only the architecture is built, the trained weights are loaded next.
-    encoder = build_encoder("from-config", pretrained=False, config=encoder_config, init_weights=False)
+def _build(encoder_config: dict, label_set: LabelSet, pooling: str, packed: bool) -> CuratorClassifier:
+    """The classifier's architecture, for the trained weights loaded next.
+
+    With a full config the name is not looked up (and a short name like 'minilm' would need its package on the
+    scoring machine). packed: for the packed forward only, an encoder that allows it is built as
+    `BertLikeEncoder`, which spares the import of transformers' modelling code (seconds at every start-up).
+    """
+    if packed and packable(encoder_config):
+        encoder = BertLikeEncoder(EncoderConfig.from_dict(encoder_config))
+    else:
+        from curator.models.encoder import build_encoder  # transformers' modelling code: seconds to import
+
+        encoder = build_encoder("from-config", pretrained=False, config=encoder_config, init_weights=False)
     return CuratorClassifier(encoder, num_content_types=len(label_set.classes), pooling=pooling)
+
+
+def _load_weights(model: CuratorClassifier, state: dict) -> None:
+    if isinstance(model.encoder, BertLikeEncoder):
+        # Index buffers that some transformers versions save with the weights are not weights.
+        state = {k: v for k, v in state.items() if k.removeprefix("encoder.") not in INDEX_BUFFERS}
+    model.load_state_dict(state)
 
 
 def _finish(
@@ -113,16 +131,16 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     return hp, state
 
 
-def _from_checkpoint(hp: dict, state: dict, device) -> TrainedModel:
+def _from_checkpoint(hp: dict, state: dict, device, packed: bool = False) -> TrainedModel:
     label_set = _label_set_from(hp["label_set"])
-    model = _build(hp["encoder_config"], label_set, hp.get("pooling", "cls"))
-    model.load_state_dict(state)
+    model = _build(hp["encoder_config"], label_set, hp.get("pooling", "cls"), packed)
+    _load_weights(model, state)
     inputs = _input_options(hp)
     tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"], inputs["code_markers"])
     return _finish(model, tokenizer, label_set, hp.get("max_length"), device, inputs)
 
 
-def _load_exported(folder: Path, device) -> TrainedModel:
+def _load_exported(folder: Path, device, packed: bool = False) -> TrainedModel:
     cfg = json.loads((folder / CONFIG_NAME).read_text())
     if cfg.get("format_version", 0) > EXPORT_FORMAT_VERSION:
         raise ValueError(
@@ -130,8 +148,8 @@ def _load_exported(folder: Path, device) -> TrainedModel:
             f"{EXPORT_FORMAT_VERSION}: upgrade curator"
         )
     label_set = _label_set_from(cfg["label_set"])
-    model = _build(cfg["encoder_config"], label_set, cfg["pooling"])
-    load_model(model, str(folder / WEIGHTS_NAME))
+    model = _build(cfg["encoder_config"], label_set, cfg["pooling"], packed)
+    _load_weights(model, load_file(str(folder / WEIGHTS_NAME)))
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     inputs = _input_options(cfg)
     if inputs["code_markers"]:
@@ -155,15 +173,20 @@ def from_hub(model_id: str) -> Path:
     return Path(folder)
 
 
-def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """A trained classifier from a Lightning checkpoint file, an exported folder, or a hub id of one."""
+def load_trained(path: str | Path, device: str | torch.device = "cpu", packed: bool = False) -> TrainedModel:
+    """A trained classifier from a Lightning checkpoint file, an exported folder, or a hub id of one.
+
+    packed: the model will run on the packed forward only (`curator.models.packed`), as score.py's does on a
+    GPU: a BERT/RoBERTa-family encoder is then built without transformers' modelling code, and the classifier's
+    padded forward is not available.
+    """
     if not Path(path).exists() and _HUB_ID.fullmatch(str(path)):
         path = from_hub(str(path))
     path = Path(path)
     if path.is_dir():
         if not (path / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{path} is a folder but has no {CONFIG_NAME}: not an exported model")
-        return _load_exported(path, device)
+        return _load_exported(path, device, packed)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint or exported model at {path}")
-    return _from_checkpoint(*_read_checkpoint(path), device)
+    return _from_checkpoint(*_read_checkpoint(path), device, packed)
