@@ -27,7 +27,7 @@ from curator.data.inputs import InputEncoder, build_tokenizer, register_code_mar
 from curator.labels import LabelSet, get_label_set
 from curator.models.bert import INDEX_BUFFERS, BertLikeEncoder, EncoderConfig
 from curator.models.classifier import CuratorClassifier
-from curator.models.encoder import max_model_tokens
+from curator.models.encoder import build_encoder, max_model_tokens
 from curator.models.packed import packable
 
 EXPORT_FORMAT_VERSION = 1
@@ -85,8 +85,6 @@ def _build(encoder_config: dict, label_set: LabelSet, pooling: str, packed: bool
     if packed and packable(encoder_config):
         encoder = BertLikeEncoder(EncoderConfig.from_dict(encoder_config))
     else:
-        from curator.models.encoder import build_encoder  # transformers' modelling code: seconds to import
-
         encoder = build_encoder("from-config", pretrained=False, config=encoder_config, init_weights=False)
     return CuratorClassifier(encoder, num_content_types=len(label_set.classes), pooling=pooling)
 
