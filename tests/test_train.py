@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,26 @@ def test_training_speed_counts_every_timed_file_and_token(labeled_root, tmp_path
     assert summary["files"] == sum(n for n, _ in timed)
     assert summary["tokens"] == sum(t for _, t in timed)
     assert summary["files_per_s"] == pytest.approx(summary["files"] / summary["seconds"])
+
+
+def test_training_speed_counts_the_wait_for_the_next_batch(labeled_root, tmp_path):
+    # A dataloader that takes 50 ms a batch: the time between one batch's end and the next one's start.
+    from curator.tasks.speed import TrainingSpeed
+
+    class SlowData(TrainingSpeed):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            time.sleep(0.05)
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    speed = SlowData(every_n_steps=2, skip_steps=0, out_file=str(tmp_path / "speed.json"))
+    trainer = _quiet_cpu_trainer(max_steps=5, limit_val_batches=0, callbacks=[speed])
+    dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=4, num_workers=0)
+    trainer.fit(_tiny_task(), datamodule=dm)
+    summary = json.loads((tmp_path / "speed.json").read_text())
+    assert summary["steps"] == 4 and summary["rank"] == 0
+    # Four timed steps, each after a wait of at least 50 ms, all inside the timed windows.
+    assert 0.2 <= summary["data_wait_s"] <= summary["seconds"]
+    assert summary["data_wait_share"] == pytest.approx(summary["data_wait_s"] / summary["seconds"])
 
 
 @pytest.mark.skipif(

@@ -187,6 +187,12 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
         res["speed_rank0"] = speed
         res["files_per_s"] = speed["files_per_s"] * scale
         res["epoch_files_per_s"] = first["rows"] / max(first["seconds_per_rank"].values())
+        # The share of each rank's timed steps spent waiting for its next batch (the dataloader's workers).
+        waits = {0: speed.get("data_wait_share")}
+        for f in run_dir.glob("training_speed.rank*.json"):
+            other = json.loads(f.read_text())
+            waits[other["rank"]] = other.get("data_wait_share")
+        res["data_wait_share_per_rank"] = dict(sorted(waits.items()))
     res["validation"] = last_validation(run_dir)
     return res
 
@@ -194,16 +200,19 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
 def markdown(res: dict) -> str:
     runs = res["runs"]
     lines = [f"# check_training: {res['device']}, {res['rows']:,} train rows, {res['epochs']} epoch(s)", ""]
-    lines += ["| run | files/s (TrainingSpeed) | files/s (first epoch, all of it) | steps per rank | every row once, equal steps | wall s | exit |",
-              "|---|---:|---:|---|---|---:|---|"]  # fmt: skip
+    lines += ["| run | files/s (TrainingSpeed) | files/s (first epoch, all of it) | waiting for data, per rank | steps per rank | every row once, equal steps | wall s | exit |",
+              "|---|---:|---:|---|---|---|---:|---|"]  # fmt: skip
     for r in runs:
         steps = "; ".join(
             f"epoch {e['epoch']}: " + ", ".join(str(s) for s in e["steps_per_rank"].values())
             for e in r["epochs"]
         )
+        waits = ", ".join(
+            f"{w:.0%}" if w is not None else "-" for w in r.get("data_wait_share_per_rank", {}).values()
+        )
         lines.append(
             f"| {r['name']} | {r.get('files_per_s', float('nan')):,.0f} | {r.get('epoch_files_per_s', float('nan')):,.0f} "
-            f"| {steps or '-'} | {'yes' if r['rows_ok'] else 'NO'} | {r['wall_s']:.0f} | {r['returncode']} |"
+            f"| {waits or '-'} | {steps or '-'} | {'yes' if r['rows_ok'] else 'NO'} | {r['wall_s']:.0f} | {r['returncode']} |"
         )
     for key, value in res["speedup"].items():
         lines.append(f"\nspeed-up {key}: {value:.2f}x (goal 1.8x)")
