@@ -507,3 +507,20 @@ def test_a_write_that_fails_stops_the_run_and_keeps_the_parts_before_it(trained,
     total = sum(len(ids) for ids in input_ids(corpus).values())
     assert summary.rows_scored == total - 20  # the first part's 20 rows were kept
     assert output_ids(tmp_path / "out") == input_ids(corpus)
+
+
+def test_the_writer_keeps_order_and_at_most_max_queued_parts_waiting():
+    from curator.scoring.runner import _Writer
+
+    writer, done = _Writer(max_queued=2), []
+
+    def slow_write(i):
+        time.sleep(0.05)
+        done.append(i)
+
+    for i in range(6):
+        writer.submit(slow_write, i)
+        assert len(writer._futures) <= 2
+    writer.close()
+    writer.shutdown()
+    assert done == list(range(6))

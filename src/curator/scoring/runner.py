@@ -414,15 +414,17 @@ class _Writer:
     written in the loop, the GPU sat idle for every part file and every shard merge. Handed to this thread, they
     are written while the GPU scores the next batches. One thread keeps the order (a shard is merged after its
     parts are written) and pyarrow releases the GIL while it encodes and writes. A write that fails is raised
-    in the loop at the next hand-over, or at `close`.
+    in the loop at the next hand-over, or at `close`. At most `max_queued` parts wait (each holds its rows in
+    memory): on a disk slower than the GPU the loop then waits for the oldest.
     """
 
-    def __init__(self):
+    def __init__(self, max_queued: int = 4):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="curator-writer")
         self._futures: deque = deque()
+        self.max_queued = max_queued
 
     def submit(self, fn, *args) -> None:
-        while self._futures and self._futures[0].done():
+        while self._futures and (self._futures[0].done() or len(self._futures) >= self.max_queued):
             self._futures.popleft().result()  # raises the error of a failed write
         self._futures.append(self._pool.submit(fn, *args))
 
