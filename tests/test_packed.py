@@ -37,7 +37,7 @@ def padded_batch(seqs, pad_id):
 def bert_like(encoder) -> BertLikeEncoder:
     """The Hugging Face encoder's weights in a BertLikeEncoder, built from its saved config dict."""
     light = BertLikeEncoder(EncoderConfig.from_dict(encoder.config.to_dict()))
-    light.load_weights(encoder.state_dict())
+    light.load_state_dict(encoder.state_dict())
     return light.eval()
 
 
@@ -83,6 +83,11 @@ def test_bert_like_encoder_has_the_hugging_face_names_and_no_padded_forward():
                 assert torch.equal(light.state_dict()[key], value), (name, key)
         with pytest.raises(TypeError, match="PackedEncoder"):
             light(input_ids=torch.ones(1, 3, dtype=torch.long))
+        # State dicts of transformers versions that saved the index buffers load strictly, alone or in a classifier.
+        buffers = {name: torch.zeros(1, 4, dtype=torch.long) for name in INDEX_BUFFERS}
+        light.load_state_dict({**encoder.state_dict(), **buffers})
+        model = CuratorClassifier(light, num_content_types=9)
+        model.load_state_dict({**model.state_dict(), **{f"encoder.{k}": v for k, v in buffers.items()}})
 
 
 def test_gelu_epilogue_refuses_another_activation():

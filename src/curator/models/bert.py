@@ -48,17 +48,11 @@ class EncoderConfig:
         )
 
 
-def _linear(n_in: int, n_out: int) -> nn.Linear:
-    # Weights are loaded next: allocate, don't initialise.
-    return nn.Linear(n_in, n_out, device="meta").to_empty(device="cpu")
-
-
-def _layer_norm(cfg: EncoderConfig) -> nn.LayerNorm:
-    return nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps, device="meta").to_empty(device="cpu")
-
-
-def _embedding(n: int, dim: int) -> nn.Embedding:
-    return nn.Embedding(n, dim, device="meta").to_empty(device="cpu")
+def _drop_index_buffers(module, state_dict, prefix, *args) -> None:
+    # Index buffers that some transformers versions save with the weights are not weights: a state dict that
+    # holds them loads strictly all the same, into this encoder or into a classifier around it.
+    for name in INDEX_BUFFERS:
+        state_dict.pop(prefix + name, None)
 
 
 class _Module(nn.Module):
@@ -79,28 +73,29 @@ class BertLikeEncoder(nn.Module):
         super().__init__()
         self.config = config
         h, n = config.hidden_size, config.intermediate_size
-        self.embeddings = _Module(
-            word_embeddings=_embedding(config.vocab_size, h),
-            position_embeddings=_embedding(config.max_position_embeddings, h),
-            token_type_embeddings=_embedding(config.type_vocab_size, h),
-            LayerNorm=_layer_norm(config),
-        )
-        layers = [
-            _Module(
-                attention=_Module(
-                    self=_Module(query=_linear(h, h), key=_linear(h, h), value=_linear(h, h)),
-                    output=_Module(dense=_linear(h, h), LayerNorm=_layer_norm(config)),
-                ),
-                intermediate=_Module(dense=_linear(h, n)),
-                output=_Module(dense=_linear(n, h), LayerNorm=_layer_norm(config)),
+        eps = config.layer_norm_eps
+        # Built on the meta device and then given memory, uninitialised: the weights are loaded next.
+        with torch.device("meta"):
+            self.embeddings = _Module(
+                word_embeddings=nn.Embedding(config.vocab_size, h),
+                position_embeddings=nn.Embedding(config.max_position_embeddings, h),
+                token_type_embeddings=nn.Embedding(config.type_vocab_size, h),
+                LayerNorm=nn.LayerNorm(h, eps=eps),
             )
-            for _ in range(config.num_hidden_layers)
-        ]
-        self.encoder = _Module(layer=nn.ModuleList(layers))
-
-    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
-        """Load an encoder's state dict strictly (index buffers that some versions save are left out)."""
-        self.load_state_dict({k: v for k, v in state.items() if k not in INDEX_BUFFERS}, strict=True)
+            layers = [
+                _Module(
+                    attention=_Module(
+                        self=_Module(query=nn.Linear(h, h), key=nn.Linear(h, h), value=nn.Linear(h, h)),
+                        output=_Module(dense=nn.Linear(h, h), LayerNorm=nn.LayerNorm(h, eps=eps)),
+                    ),
+                    intermediate=_Module(dense=nn.Linear(h, n)),
+                    output=_Module(dense=nn.Linear(n, h), LayerNorm=nn.LayerNorm(h, eps=eps)),
+                )
+                for _ in range(config.num_hidden_layers)
+            ]
+            self.encoder = _Module(layer=nn.ModuleList(layers))
+        self.to_empty(device="cpu")
+        self.register_load_state_dict_pre_hook(_drop_index_buffers)
 
     def forward(self, *args, **kwargs):
         raise TypeError(

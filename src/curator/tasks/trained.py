@@ -25,7 +25,7 @@ from transformers import AutoTokenizer
 
 from curator.data.inputs import InputEncoder, build_tokenizer, register_code_markers
 from curator.labels import LabelSet, get_label_set
-from curator.models.bert import INDEX_BUFFERS, BertLikeEncoder, EncoderConfig
+from curator.models.bert import BertLikeEncoder, EncoderConfig
 from curator.models.classifier import CuratorClassifier
 from curator.models.encoder import build_encoder, max_model_tokens
 from curator.models.packed import packable
@@ -89,13 +89,6 @@ def _build(encoder_config: dict, label_set: LabelSet, pooling: str, packed: bool
     return CuratorClassifier(encoder, num_content_types=len(label_set.classes), pooling=pooling)
 
 
-def _load_weights(model: CuratorClassifier, state: dict) -> None:
-    if isinstance(model.encoder, BertLikeEncoder):
-        # Index buffers that some transformers versions save with the weights are not weights.
-        state = {k: v for k, v in state.items() if k.removeprefix("encoder.") not in INDEX_BUFFERS}
-    model.load_state_dict(state)
-
-
 def _finish(
     model: CuratorClassifier, tokenizer, label_set: LabelSet, max_length, device, inputs: dict
 ) -> TrainedModel:
@@ -132,7 +125,7 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
 def _from_checkpoint(hp: dict, state: dict, device, packed: bool = False) -> TrainedModel:
     label_set = _label_set_from(hp["label_set"])
     model = _build(hp["encoder_config"], label_set, hp.get("pooling", "cls"), packed)
-    _load_weights(model, state)
+    model.load_state_dict(state)
     inputs = _input_options(hp)
     tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"], inputs["code_markers"])
     return _finish(model, tokenizer, label_set, hp.get("max_length"), device, inputs)
@@ -147,7 +140,7 @@ def _load_exported(folder: Path, device, packed: bool = False) -> TrainedModel:
         )
     label_set = _label_set_from(cfg["label_set"])
     model = _build(cfg["encoder_config"], label_set, cfg["pooling"], packed)
-    _load_weights(model, load_file(str(folder / WEIGHTS_NAME)))
+    model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     inputs = _input_options(cfg)
     if inputs["code_markers"]:
