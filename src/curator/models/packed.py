@@ -42,12 +42,11 @@ def supports_packing(encoder: PreTrainedModel) -> bool:
 
 
 def packable(config) -> bool:
-    """Whether an encoder of this config (a Hugging Face config, or its dict) runs on the packed forward."""
-    get = config.get if isinstance(config, dict) else lambda k, default=None: getattr(config, k, default)
+    """Whether an encoder of this config (Hugging Face's, or `curator.models.bert.EncoderConfig`) runs packed."""
     return (
-        get("model_type") in SUPPORTED_MODEL_TYPES
-        and (get("position_embedding_type") or "absolute") == "absolute"
-        and get("hidden_act") in _ACTIVATIONS
+        config.model_type in SUPPORTED_MODEL_TYPES
+        and (getattr(config, "position_embedding_type", None) or "absolute") == "absolute"
+        and config.hidden_act in _ACTIVATIONS
     )
 
 

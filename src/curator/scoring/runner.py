@@ -76,9 +76,8 @@ class ScoreSummary:
     launch_s: float = 0.0  # queueing each batch's forward (host-side work of the model call)
     gpu_wait_s: float = 0.0
     place_s: float = 0.0  # putting each batch's scores in place in its part
-    write_s: float = (
-        0.0  # writing a progress part, handing parts to the writer thread, waiting for it at the end
-    )
+    # writing a progress part, handing finished parts to the writer thread, waiting for it at the end
+    write_s: float = 0.0
     first_batch_s: float | None = None
     # Seconds before the loop: loading the model, compiling it (while the workers start), the rest.
     startup: dict[str, float] = field(default_factory=dict)
@@ -541,11 +540,11 @@ def score_corpus(
     # output folder is made.
     mine = list_shards(corpus, languages)[rank::world_size]
     t_model = time.perf_counter()
-    if not isinstance(model, TrainedModel):
+    trained = model
+    if not isinstance(trained, TrainedModel):
         # On the packed path (the default on a GPU) the encoder is built without transformers' modelling code.
         packed_only = packed if packed is not None else (dev.type == "cuda" or precision == "fp8")
-        model = load_trained(model, device=dev, packed=packed_only)
-    trained = model
+        trained = load_trained(model, device=dev, packed=packed_only)
     trained.model.to(dev).eval()
     classes = trained.label_set.classes
     if precision == "fp8" and not supports_packing(trained.model.encoder):

@@ -82,8 +82,9 @@ def _build(encoder_config: dict, label_set: LabelSet, pooling: str, packed: bool
     scoring machine). packed: for the packed forward only, an encoder that allows it is built as
     `BertLikeEncoder`, which spares the import of transformers' modelling code (seconds at every start-up).
     """
-    if packed and packable(encoder_config):
-        encoder = BertLikeEncoder(EncoderConfig.from_dict(encoder_config))
+    light = EncoderConfig.from_dict(encoder_config) if packed else None
+    if light is not None and packable(light):
+        encoder = BertLikeEncoder(light)
     else:
         encoder = build_encoder("from-config", pretrained=False, config=encoder_config, init_weights=False)
     return CuratorClassifier(encoder, num_content_types=len(label_set.classes), pooling=pooling)
