@@ -3,14 +3,18 @@
 A padded batch spends compute on padding; scoring a corpus whose files range from 20 to 1024 tokens would
 waste a large share of the GPU on it. Here the files of a batch are concatenated into one (total_tokens,)
 sequence with cumulative lengths `cu_seqlens`, every linear layer runs on real tokens only, and attention runs
-per file through Flash Attention's variable-length kernel (`torch.nn.attention.varlen.varlen_attn`, CUDA).
-On a CPU, or where that kernel is missing, attention falls back to one SDPA call per file: same function,
-slower, which is what the tests compare against the Hugging Face forward.
+per file through Flash Attention's variable-length kernel (`aten._flash_attention_forward`, CUDA, bf16 and
+fp16; it has a backward and takes the attention dropout). On a CPU, or where that kernel is missing, attention
+falls back to one SDPA call per file: same function, slower, which is what the tests compare against the
+Hugging Face forward.
 
 In training (the wrapped encoder in train mode) the encoder's dropouts apply where the Hugging Face model
-applies them, attention dropout included; on a GPU attention then runs through Flash Attention's
-variable-length kernel with dropout (`aten._flash_attention_forward`, which has a backward). A padded batch
-with a padding mask cannot use Flash Attention at all: PyTorch falls back to a slower kernel for it.
+applies them, attention dropout included. A padded batch with a padding mask cannot use Flash Attention at all:
+PyTorch falls back to a slower kernel for it.
+
+The aten operator is called directly rather than through `torch.nn.attention.varlen.varlen_attn`: that wrapper
+is a Python custom op whose module imports the compiler (torch._dynamo, 1-3.5 s at every scoring start-up)
+and adds a kernel per layer for a random-state tensor that inference does not use.
 
 The weights are the encoder's own (shared, not copied), so a trained checkpoint runs here unchanged.
 """
@@ -27,11 +31,6 @@ from curator.models.classifier import CuratorClassifier
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-try:  # torch >= 2.10 on CUDA
-    from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # pragma: no cover - depends on the torch build
-    varlen_attn = None
 
 SUPPORTED_MODEL_TYPES = ("bert", "roberta")
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
@@ -61,9 +60,6 @@ def position_ids_for(cu_seqlens: torch.Tensor, total: int, offset: int) -> torch
     return torch.arange(total, device=cu_seqlens.device) - starts + offset
 
 
-# Left out of torch.compile: the loop over files breaks the graph anyway, and Inductor's CPU backend fails on
-# SDPA with dropout under dynamic shapes ("Exponent must be non-negative").
-@torch.compiler.disable
 def _attention_per_file(q, k, v, cu_q, cu_k, dropout: float) -> torch.Tensor:
     """The CPU fallback: one SDPA call per file, on (tokens, heads, head_dim) slices."""
     bounds_q, bounds_k = cu_q.tolist(), cu_k.tolist()
@@ -99,18 +95,27 @@ class PackedEncoder(nn.Module):
         self.qkv_fused = False
         # Set by `use_gelu_epilogue`: the feed-forward's bias and GELU applied by the matmul itself.
         self.gelu_epilogue = False
+        self._per_file = _attention_per_file  # left out of the compiler once one is asked for (below)
         self.compile_layers(None)  # eager until asked
 
     def _attention(self, q, k, v, cu_q, cu_k, max_q, max_k):
         dropout = self.attention_dropout if self.encoder.training else 0.0
         if q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
-            if dropout == 0.0 and varlen_attn is not None:
-                return varlen_attn(q, k, v, cu_q, cu_k, max_q, max_k)
-            if hasattr(torch.ops.aten, "_flash_attention_forward"):
-                return torch.ops.aten._flash_attention_forward(
-                    q, k, v, cu_q, cu_k, max_q, max_k, dropout, False, False
-                )[0]
-        return _attention_per_file(q, k, v, cu_q, cu_k, dropout)
+            return torch.ops.aten._flash_attention_forward(
+                q, k, v, cu_q, cu_k, max_q, max_k, dropout, False, False
+            )[0]
+        return self._per_file(q, k, v, cu_q, cu_k, dropout)
+
+    def _keep_fallback_eager(self) -> None:
+        # The per-file loop breaks the graph anyway, and Inductor's CPU backend fails on SDPA with dropout under
+        # dynamic shapes ("Exponent must be non-negative"). Wrapped here, not at import: torch.compiler.disable
+        # imports the compiler, seconds that a run which never compiles should not pay.
+        self._per_file = torch.compiler.disable(_attention_per_file)
+
+    def compile(self, *args, **kwargs) -> None:
+        """nn.Module.compile, the CPU attention fallback left to eager (training compiles this way)."""
+        self._keep_fallback_eager()
+        super().compile(*args, **kwargs)
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
         return F.dropout(x, self.hidden_dropout, training=self.encoder.training)
@@ -127,6 +132,7 @@ class PackedEncoder(nn.Module):
         """
         functions = (self._embed, self._layer, self._first_only_layer)
         if options is not None:
+            self._keep_fallback_eager()
             functions = tuple(torch.compile(f, **options) for f in functions)
         self._embed_fn, self._layer_fn, self._first_only_layer_fn = functions
 
