@@ -190,13 +190,16 @@ def test_the_packed_path_loads_without_transformers_modelling_code(ckpt, tmp_pat
         "from curator.tasks.trained import load_trained\n"
         f"t = load_trained({str(model)!r}, packed=True)\n"
         "print(type(t.model.encoder).__name__, 'transformers.modeling_utils' in sys.modules, "
+        "'transformers.models.auto.auto_factory' in sys.modules, 'torch._dynamo' in sys.modules, "
         "model_fingerprint(t.model))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    name, modelling_imported, fingerprint = r.stdout.split()
+    name, modelling_imported, auto_imported, compiler_imported, fingerprint = r.stdout.split()
     assert name == "BertLikeEncoder" and modelling_imported == "False"
+    # nor the auto classes (the tokenizer's class is read from its config), nor the compiler
+    assert auto_imported == "False" and compiler_imported == "False"
     reference = load_trained(ckpt)  # the Hugging Face encoder
     assert fingerprint == model_fingerprint(reference.model)
 

@@ -11,8 +11,16 @@ import pytest
 
 from curator.data.batching import encode_rows
 from curator.data.datamodule import LabeledStream, local_units
-from curator.data.inputs import INDENT_MARKER, NEWLINE_MARKER, InputEncoder, build_tokenizer, mark_code
+from curator.data.inputs import (
+    INDENT_MARKER,
+    NEWLINE_MARKER,
+    InputEncoder,
+    build_tokenizer,
+    load_tokenizer,
+    mark_code,
+)
 from curator.data.shards import labeled_files
+from curator.hub import resolve_model_path
 from curator.labels import get_label_set
 from curator.scoring.batching import Part, part_items
 from curator.scoring.sources import Shard
@@ -147,3 +155,31 @@ def test_code_markers_need_a_vocabulary_with_unused_slots():
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]")
     with pytest.raises(ValueError, match="code_markers needs a vocabulary"):
         InputEncoder(tok, 16, code_markers=True)
+
+
+def _roberta_tokenizer_folder(texts: list[str], folder: Path) -> Path:
+    """A byte-level BPE saved as RoBERTa's tokenizer is (UniXcoder's kind), trained on the sample."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        texts, vocab_size=2000, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
+    (folder / "bpe").mkdir(parents=True)
+    bpe.save_model(str(folder / "bpe"))
+    RobertaTokenizerFast.from_pretrained(str(folder / "bpe")).save_pretrained(str(folder / "roberta"))
+    return folder / "roberta"
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta"])
+def test_load_tokenizer_gives_what_autotokenizer_gives(kind, sample_rows, tmp_path):
+    # score.py loads the tokenizer without transformers' auto classes (seconds of start-up): same class, same ids.
+    from transformers import AutoTokenizer
+
+    texts = [r["content"][:3000] for r in sample_rows]
+    folder = resolve_model_path("minilm") if kind == "bert" else _roberta_tokenizer_folder(texts, tmp_path)
+    auto, ours = AutoTokenizer.from_pretrained(str(folder)), load_tokenizer(folder)
+    assert type(ours) is type(auto)
+    assert ours(texts)["input_ids"] == auto(texts)["input_ids"]
+    assert ours.cls_token_id == auto.cls_token_id and ours.pad_token_id == auto.pad_token_id

@@ -27,8 +27,10 @@ For the same file and the same settings every stage gets the same token ids, and
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -47,13 +49,33 @@ MAX_INDENT_MARKERS = 8
 _LINE = re.compile(r"([ \t]*)([^\n]*)(\n?)")
 
 
-def build_tokenizer(name_or_path: str, code_markers: bool = False):
-    """The tokenizer of an encoder (hub id, folder or short name such as 'minilm'), ready for `InputEncoder`."""
+def load_tokenizer(path: str | Path):
+    """What `AutoTokenizer.from_pretrained(path)` gives, without importing transformers' auto classes where the
+    folder's tokenizer_config.json names its class.
+
+    The auto classes import the generation code, and scikit-learn with it where that is installed: 1.4-2.5 s of
+    every scoring start-up. Like AutoTokenizer, the fast (Rust) class is taken where there is one.
+    """
+    import transformers
+
+    config = Path(path) / "tokenizer_config.json"
+    name = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    if name:
+        base = name.removesuffix("Fast")
+        for candidate in (base + "Fast", base):
+            cls = getattr(transformers, candidate, None)  # imports that tokenizer's module only
+            if cls is not None:
+                return cls.from_pretrained(str(path))
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def build_tokenizer(name_or_path: str, code_markers: bool = False):
+    """The tokenizer of an encoder (hub id, folder or short name such as 'minilm'), ready for `InputEncoder`."""
     path = resolve_model_path(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
     except OSError as e:
         raise OSError(
             f"could not load tokenizer {name_or_path!r}: {e}\n"

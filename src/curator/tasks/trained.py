@@ -21,9 +21,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
 
-from curator.data.inputs import InputEncoder, build_tokenizer, register_code_markers
+from curator.data.inputs import InputEncoder, build_tokenizer, load_tokenizer, register_code_markers
 from curator.labels import LabelSet, get_label_set
 from curator.models.bert import BertLikeEncoder, EncoderConfig
 from curator.models.classifier import CuratorClassifier
@@ -142,7 +141,7 @@ def _load_exported(folder: Path, device, packed: bool = False) -> TrainedModel:
     label_set = _label_set_from(cfg["label_set"])
     model = _build(cfg["encoder_config"], label_set, cfg["pooling"], packed)
     model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer = load_tokenizer(folder)
     inputs = _input_options(cfg)
     if inputs["code_markers"]:
         register_code_markers(tokenizer)
