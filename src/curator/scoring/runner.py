@@ -544,14 +544,16 @@ def score_corpus(
     if not isinstance(trained, TrainedModel):
         # On the packed path (the default on a GPU) the encoder is built without transformers' modelling code.
         packed_only = packed if packed is not None else (dev.type == "cuda" or precision == "fp8")
-        trained = load_trained(model, device=dev, packed=packed_only)
-    trained.model.to(dev).eval()
+        # On the CPU first: the tokenizing workers start before the weights go to the GPU (below).
+        trained = load_trained(model, device="cpu", packed=packed_only)
     classes = trained.label_set.classes
     if precision == "fp8" and not supports_packing(trained.model.encoder):
         raise ValueError(
             f"precision fp8 runs on the packed forward, which supports BERT- and RoBERTa-family encoders; "
             f"this model's is {trained.model.encoder.config.model_type!r}"
         )
+    if packed is None:
+        packed = (dev.type == "cuda" or precision == "fp8") and supports_packing(trained.model.encoder)
     run_info = {
         "format_version": outputs.FORMAT_VERSION,
         "curator_version": curator.__version__,
@@ -581,13 +583,6 @@ def score_corpus(
     if not parts:
         return summary
 
-    # After the fingerprint: the packed path may turn the encoder's weights to bf16.
-    if compile is None:
-        # fp8 needs the compiler whatever the run's size: it fuses each activation's quantization into the
-        # kernel before the matmul, without which quantizing costs more than the fp8 matmul saves.
-        compile = dev.type == "cuda" and (total >= COMPILE_MIN_ROWS or precision == "fp8")
-    forward = _Model(trained.model, dev, packed, compile, precision, gelu_epilogue=gelu_epilogue)
-    summary.startup["model"] = time.perf_counter() - t_model
     encoder = trained.input_encoder(max_chars)
     if max_windows > 1:
         summary.estimate = estimate_cost(parts, encoder, max_windows)
@@ -600,14 +595,7 @@ def score_corpus(
         # and one worker's items keep their order, so a part's PartDone still comes after its batches.
         loader_options["in_order"] = False
     loader = DataLoader(
-        ScoreDataset(
-            parts,
-            encoder,
-            window,
-            tokens_per_batch,
-            packed=forward.packed is not None,
-            max_windows=max_windows,
-        ),
+        ScoreDataset(parts, encoder, window, tokens_per_batch, packed=packed, max_windows=max_windows),
         batch_size=None,
         collate_fn=keep_as_is,
         num_workers=num_workers,
@@ -615,13 +603,23 @@ def score_corpus(
         pin_memory=dev.type == "cuda",
         **loader_options,
     )
+    # The workers start tokenizing now, while the weights move to the GPU and the model compiles.
+    batches = iter(loader)
+
+    trained.model.to(dev).eval()
+    if compile is None:
+        # fp8 needs the compiler whatever the run's size: it fuses each activation's quantization into the
+        # kernel before the matmul, without which quantizing costs more than the fp8 matmul saves.
+        compile = dev.type == "cuda" and (total >= COMPILE_MIN_ROWS or precision == "fp8")
+    # After the fingerprint: the packed path may turn the encoder's weights to bf16.
+    forward = _Model(trained.model, dev, packed, compile, precision, gelu_epilogue=gelu_epilogue)
+    summary.startup["model"] = time.perf_counter() - t_model
     pending: dict[int, _Pending] = {}
     # One bar per machine (local rank 0): the bars of 8 processes would garble one terminal.
     show = progress and local_rank == 0
     bar = tqdm(
         total=total, unit="file", unit_scale=True, smoothing=0.05, disable=not show, desc=f"score rank {rank}"
     )
-    batches = iter(loader)  # the workers start tokenizing now, while the model compiles
     summary.startup["compile"] = forward.warm_up(trained.max_length, trained.model.encoder.config.vocab_size)
     log.info("forward: %s", forward.description)
     start = time.perf_counter()
