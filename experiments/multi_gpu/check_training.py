@@ -118,6 +118,10 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
         # steps), so that validation can be compared; "same-per-rank" doubles the global batch.
         batch = 16 if args.smoke else FAST512_BATCH
         settings[f"ddp{args.devices}"].append(f"data.batch_size={batch // args.devices}")
+    for variant in args.ddp_variant:
+        # The DDP setting with more overrides, e.g. compile_one_graph="task.compile_ddp_split=false"
+        name, _, overrides = variant.partition("=")
+        settings[f"ddp{args.devices}_{name}"] = settings[f"ddp{args.devices}"] + shlex.split(overrides)
     runs = []
     for seed in args.seeds:
         for setting, overrides in settings.items():
@@ -248,6 +252,9 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="every setting runs once per seed")
     p.add_argument("--run-timeout", type=float, default=1800, help="seconds before a run is stopped")
     p.add_argument("--extra", default="", help="Hydra overrides added to every run")
+    p.add_argument("--ddp-variant", action="append", default=[], metavar="NAME=OVERRIDES",
+                   help="one more DDP setting: the DDP run's overrides plus these, reported as ddpN_NAME "
+                        "(repeatable), e.g. one_graph=task.compile_ddp_split=false")  # fmt: skip
     p.add_argument("--ddp-batch", choices=("same-global", "same-per-rank"), default="same-global",
                    help="the DDP run's batch: the single run's split over the ranks (the same optimisation, "
                         "validation comparable; default), or the same batch on every rank (run 1)")  # fmt: skip
@@ -306,13 +313,16 @@ def main() -> int:
     by_setting: dict[str, list[dict]] = {}
     for r in res["runs"]:
         by_setting.setdefault(r["setting"], []).append(r)
-    single, multi = by_setting["single"], by_setting[f"ddp{args.devices}"]
+    single = by_setting["single"]
     res["speedup"] = {}
-    for key, label in (("files_per_s", "TrainingSpeed"), ("epoch_files_per_s", "first epoch, all of it")):
-        a = [r[key] for r in single if key in r]
-        b = [r[key] for r in multi if key in r]
-        if a and b:
-            res["speedup"][label] = (sum(b) / len(b)) / (sum(a) / len(a))
+    for setting, multi in by_setting.items():
+        if setting == "single":
+            continue
+        for key, label in (("files_per_s", "TrainingSpeed"), ("epoch_files_per_s", "first epoch, all of it")):
+            a = [r[key] for r in single if key in r]
+            b = [r[key] for r in multi if key in r]
+            if a and b:
+                res["speedup"][f"{setting}, {label}"] = (sum(b) / len(b)) / (sum(a) / len(a))
     if len(args.seeds) > 1:
         res["spread"] = {
             m: {s: (min(v), max(v)) for s, rs in by_setting.items() if (v := [r["validation"][m] for r in rs if m in r["validation"]])}
