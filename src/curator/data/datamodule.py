@@ -448,11 +448,18 @@ class CuratorDataModule(L.LightningDataModule):
         return datasets.load_dataset(root, split=split, streaming=True)
 
     def loader(self, dataset: LabeledStream) -> DataLoader:
+        workers = self.hparams.num_workers
         # batch_size=None: the stream yields whole batches (it groups by length itself).
         return DataLoader(
             dataset,
             batch_size=None,
-            num_workers=self.hparams.num_workers,
+            num_workers=workers,
+            # A worker tokenizes a whole buffer of batches before it yields the first. Room for a buffer's
+            # batches lets it tokenize the next buffer while the last is trained on; with DataLoader's default
+            # of 2, every worker stops at each buffer's end, all at about the same time (they are read in turn),
+            # and the GPU waits for a buffer's tokenizing: 20% of a long epoch on one H200
+            # (experiments/multi_gpu/loader_stalls.py shows it on a CPU).
+            prefetch_factor=dataset.buffer_batches + 2 if workers > 0 else None,
             pin_memory=self.hparams.pin_memory and torch.cuda.is_available(),
         )
 
