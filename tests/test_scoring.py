@@ -524,3 +524,26 @@ def test_the_writer_keeps_order_and_at_most_max_queued_parts_waiting():
     writer.close()
     writer.shutdown()
     assert done == list(range(6))
+
+
+def test_workers_take_the_next_part_so_that_a_long_part_does_not_hold_up_the_rest(tmp_path):
+    # With parts dealt in advance (worker w: parts w, w+2, ...), the worker holding the long first part would
+    # also hold parts 2 and 4, which would come after it; taken in turn, the other worker scores all of them.
+    from torch.utils.data import DataLoader
+
+    from curator.data.inputs import InputEncoder, build_tokenizer
+    from curator.scoring.batching import Part, PartDone, ScoreDataset, keep_as_is
+    from curator.scoring.sources import Shard
+
+    parts = []
+    for k, rows in enumerate([3000, 5, 5, 5, 5, 5]):
+        shard_file = write_shard(
+            tmp_path / "corpus", "python", f"train-{k:05d}", corpus_rows("python", k, rows)
+        )
+        parts.append(Part(Shard("python", f"train-{k:05d}", str(shard_file)), 0, rows, "unused"))
+    encoder = InputEncoder(build_tokenizer("minilm"), 128)
+    dataset = ScoreDataset(parts, encoder, window=64, tokens_per_batch=4096, packed=True)
+    loader = DataLoader(dataset, batch_size=None, collate_fn=keep_as_is, num_workers=2, in_order=False)
+    done = [item.part for item in loader if isinstance(item, PartDone)]
+    assert sorted(done) == list(range(len(parts)))  # every part once
+    assert done[-1] == 0, done

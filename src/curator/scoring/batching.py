@@ -19,11 +19,12 @@ What a worker hands the runner, one typed item at a time:
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
 from curator.data.inputs import InputEncoder, pack, pad, padded_width, text_of
 from curator.data.signals import file_signals, null_signals
@@ -248,7 +249,12 @@ def part_items(
 
 
 class ScoreDataset(IterableDataset):
-    """Items for a list of parts; DataLoader worker w takes parts w, w+W, w+2W, ..."""
+    """Items for a list of parts, read once: each DataLoader worker takes the next part not yet taken.
+
+    Taken in turn rather than dealt in advance (worker w: parts w, w+W, ...): with a fixed deal, the workers
+    given one part more than the others, or longer files, are still tokenizing when the rest have finished,
+    and the GPU waits on a few of them at the end of every run.
+    """
 
     def __init__(
         self,
@@ -267,11 +273,19 @@ class ScoreDataset(IterableDataset):
         )
         self.packed = packed
         self.max_windows = max_windows
+        # The next part to take, shared by the workers (inherited by them when the DataLoader starts them).
+        self._next_part = multiprocessing.Value("q", 0)
+
+    def _take(self) -> int | None:
+        with self._next_part.get_lock():
+            k = self._next_part.value
+            if k >= len(self.parts):
+                return None
+            self._next_part.value = k + 1
+            return k
 
     def __iter__(self):
-        info = get_worker_info()
-        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
-        for k in range(wid, len(self.parts), nworkers):
+        while (k := self._take()) is not None:
             try:
                 yield from part_items(
                     k,
