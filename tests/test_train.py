@@ -245,7 +245,9 @@ def test_training_steps_do_not_wait_for_the_device(labeled_root, monkeypatch):
     dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=4, num_workers=0)
     trainer.fit(_tiny_task(), datamodule=dm)
 
-    assert {name for name, _, _ in logged} >= {"train/loss", "train/lr", "loss", "train/files_per_s"}
+    assert {name for name, _, _ in logged} >= {
+        "train/loss", "train/lr", "loss", "train/files_per_s", "train/data_wait_share"
+    }  # fmt: skip
     assert all(isinstance(value, torch.Tensor) for _, value, _ in logged), "a Python number was logged"
     on_bar = [value for _, value, bar in logged if bar]
     assert all(value.device.type == "cpu" and value.grad_fn is None for value in on_bar)

@@ -87,10 +87,15 @@ class TrainingSpeed(L.Callback):
         # CPU tensors: Lightning would copy Python numbers to the GPU, and read the progress bar's every batch.
         pl_module.log("train/files_per_s", torch.tensor(files_per_s), prog_bar=True)
         pl_module.log("train/tokens_per_s", torch.tensor(tokens_per_s))
+        # Per window, so that a dashboard shows when the workers fall behind (a stall every N steps, a slow
+        # start), not only the epoch's share.
+        data_wait_share = w["data_wait_s"] / w["seconds"]
+        pl_module.log("train/data_wait_share", torch.tensor(data_wait_share))
         # hydra.verbose=curator.tasks.speed prints each window
         log.debug(
-            "step %d: %.0f files/s, %.0f useful tokens/s", trainer.global_step, files_per_s, tokens_per_s
-        )
+            "step %d: %.0f files/s, %.0f useful tokens/s, %.0f%% waiting for data",
+            trainer.global_step, files_per_s, tokens_per_s, 100 * data_wait_share,
+        )  # fmt: skip
         if trainer.global_step - w["steps"] >= self.skip_steps:
             for key in self._total:
                 self._total[key] += w[key]
