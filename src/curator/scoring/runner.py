@@ -247,7 +247,7 @@ class _Model:
         self,
         classifier,
         device: torch.device,
-        packed: bool | None,
+        packed: bool,
         compile: bool,
         precision: str = "bf16",
         qkv_fused: bool | None = None,
@@ -256,8 +256,6 @@ class _Model:
         self.classifier = classifier
         self.device = device
         self.precision = precision
-        if packed is None:
-            packed = (device.type == "cuda" or precision == "fp8") and supports_packing(classifier.encoder)
         if precision == "fp8" and not packed:
             raise ValueError(
                 "precision fp8 runs on the packed forward, which needs a BERT- or RoBERTa-family encoder "
@@ -552,7 +550,7 @@ def score_corpus(
             f"precision fp8 runs on the packed forward, which supports BERT- and RoBERTa-family encoders; "
             f"this model's is {trained.model.encoder.config.model_type!r}"
         )
-    if packed is None:
+    if packed is None:  # decided here, once: the workers batch for it before the model is on the GPU
         packed = (dev.type == "cuda" or precision == "fp8") and supports_packing(trained.model.encoder)
     run_info = {
         "format_version": outputs.FORMAT_VERSION,
