@@ -131,6 +131,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "on the way out, one pass over the activations fewer; docs/scoring.md gives the speed and the score "
         "differences)",
     )
+    p.add_argument(
+        "--unfused-add-norm",
+        action="store_true",
+        help="on a GPU, end each sublayer with PyTorch's residual add and LayerNorm, two kernels (default there: "
+        "one Triton kernel for both, which reads the activations once instead of twice; not used with "
+        "--compile, which fuses them itself)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch job logs)")
     args = p.parse_args(argv)
     if args.max_windows < 1:
@@ -167,6 +174,7 @@ def main(argv=None) -> int:
         precision=args.precision,
         max_windows=args.max_windows,
         gelu_epilogue=False if args.exact_gelu else None,
+        fused_add_norm=False if args.unfused_add_norm else None,
     )
     logging.info(
         "rank %d/%d: %d shards (%d done before), %d files scored in %.1f s: %.1f files/s, %.0f tokens/s%s",

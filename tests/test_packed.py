@@ -184,3 +184,80 @@ def test_packed_training_compiles_with_dropout_and_dynamic_shapes():
         packed(*args[:2], 128, first_only=True).square().mean().backward()
         assert all(p.grad is not None and p.grad.isfinite().all() for p in encoder.encoder.parameters())
         encoder.zero_grad()
+
+
+FUSED_ADD_NORM_CHECK = r"""
+import torch
+from curator.data.inputs import pack
+from curator.models import CuratorClassifier, build_encoder
+from curator.models import add_norm
+from curator.models.packed import PackedClassifier, use_fused_add_norm
+
+calls = []
+kernel = add_norm.add_layer_norm
+def counted(*args):
+    calls.append(args[0].shape)
+    return kernel(*args)
+add_norm.add_layer_norm = counted
+
+torch.manual_seed(0)
+for encoder in (build_encoder("minilm"), build_encoder("roberta", config=ROBERTA)):
+    model = CuratorClassifier(encoder, num_content_types=9, pooling="cls").eval()
+    seqs = [torch.randint(5, 900, (n,)).tolist() for n in (1, 3, 17, 64, 128)]
+    ids = torch.full((len(seqs), 128), encoder.config.pad_token_id)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), 1
+    with torch.no_grad():
+        ref = model(ids, mask)
+    packed = PackedClassifier(model)
+    use_fused_add_norm(packed.encoder)
+    got = packed(*pack(seqs))
+    for head in ("quality", "structured_data", "content_type"):
+        torch.testing.assert_close(got[head], ref[head], rtol=1e-4, atol=1e-4)
+    # every sublayer of every layer went through the kernel: two a layer
+    assert len(calls) == 2 * encoder.config.num_hidden_layers, calls
+    calls.clear()
+    # in train mode the encoder takes the eager pair (the kernel has no backward and no dropout)
+    packed.encoder.train()
+    packed.encoder.encoder.train()
+    packed.encoder(*pack(seqs))
+    assert not calls
+
+# bf16 in and out: within one bf16 step of the fp32 LayerNorm of the fp32 sum (the interpreter's conversion to
+# bf16 may truncate where the GPU rounds to nearest)
+norm = torch.nn.LayerNorm(768, eps=1e-5)
+with torch.no_grad():
+    norm.weight.normal_()
+    norm.bias.normal_()
+x, r = torch.randn(37, 768), torch.randn(37, 768)
+exact = norm(x + r)
+torch.testing.assert_close(kernel(x, r, norm), exact, rtol=1e-5, atol=1e-5)
+bf = kernel(x.bfloat16(), r.bfloat16(), norm.bfloat16()).float()
+exact = torch.nn.functional.layer_norm(x.bfloat16().float() + r.bfloat16().float(), (768,), norm.weight.float(), norm.bias.float(), 1e-5)
+assert ((bf - exact).abs() <= exact.abs() * 2**-7 + 1e-6).all(), (bf - exact).abs().max()
+print("ok")
+"""
+
+
+def test_fused_add_norm_computes_the_padded_forwards_function(tmp_path):
+    # The Triton kernel, run by Triton's interpreter on the CPU (its GPU speed is measured in
+    # experiments/gpu_throughput): the packed forward with it computes what the Hugging Face forward computes.
+    pytest.importorskip("triton")
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "check.py"
+    script.write_text(f"ROBERTA = {ROBERTA!r}\n" + FUSED_ADD_NORM_CHECK)
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout[-2000:] + r.stderr[-4000:]
+
+
+def test_fused_add_norm_refuses_mismatched_inputs():
+    pytest.importorskip("triton")
+    from curator.models.add_norm import add_layer_norm
+
+    with pytest.raises(ValueError, match="one shape and dtype"):
+        add_layer_norm(torch.zeros(4, 8), torch.zeros(4, 9), torch.nn.LayerNorm(8))

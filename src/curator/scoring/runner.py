@@ -30,9 +30,16 @@ from tqdm.auto import tqdm
 
 import curator
 from curator.data.shards import write_parquet_atomic
+from curator.models import add_norm
 from curator.models.encoder import avoid_cudnn_attention
 from curator.models.fp8 import check_fp8_device, to_fp8
-from curator.models.packed import PackedClassifier, fuse_qkv, supports_packing, use_gelu_epilogue
+from curator.models.packed import (
+    PackedClassifier,
+    fuse_qkv,
+    supports_packing,
+    use_fused_add_norm,
+    use_gelu_epilogue,
+)
 from curator.scoring import outputs
 from curator.scoring.batching import (
     ErrorRows,
@@ -240,7 +247,9 @@ class _Model:
     precision "fp8" (packed only): the transformer layers' matmuls in float8 (`curator.models.fp8`), query, key
     and value fused into one. qkv_fused: that fusion, in bf16 too (None: with fp8 only). gelu_epilogue: the
     feed-forward's bias and GELU applied by its matmul (`curator.models.packed.use_gelu_epilogue`; None: on a GPU
-    in bf16 for a GELU encoder).
+    in bf16 for a GELU encoder); fused_add_norm: each sublayer's residual add and LayerNorm as one Triton kernel
+    (`curator.models.packed.use_fused_add_norm`; None: on a GPU with Triton, unless compiled, which fuses them
+    itself).
     """
 
     def __init__(
@@ -252,6 +261,7 @@ class _Model:
         precision: str = "bf16",
         qkv_fused: bool | None = None,
         gelu_epilogue: bool | None = None,
+        fused_add_norm: bool | None = None,
     ):
         self.classifier = classifier
         self.device = device
@@ -265,6 +275,7 @@ class _Model:
         self.compiled = False
         self.qkv_fused = False
         self.gelu_epilogue = False
+        self.fused_add_norm = False
         if self.packed is None:
             avoid_cudnn_attention()
             return
@@ -283,6 +294,13 @@ class _Model:
         if gelu_epilogue:
             self.gelu_epilogue = True
             use_gelu_epilogue(self.packed.encoder)
+        if fused_add_norm is None:
+            fused_add_norm = add_norm.available(device) and not compile
+        if fused_add_norm:
+            if not add_norm.available(device):
+                raise ValueError("the fused add-and-LayerNorm kernel needs a CUDA GPU and Triton")
+            self.fused_add_norm = True
+            use_fused_add_norm(self.packed.encoder)
         if compile:
             self.compiled = True
             # dynamic: the packed length changes every batch; max_seqlen is held constant (see __call__).
@@ -296,8 +314,10 @@ class _Model:
             kind = "packed fp8 (row-wise scaled matmuls)"
         else:
             kind = "packed bf16" if self.device.type == "cuda" else "packed fp32"
-        fused = (", fused qkv" if self.qkv_fused else "") + (
-            ", GELU in the matmul" if self.gelu_epilogue else ""
+        fused = (
+            (", fused qkv" if self.qkv_fused else "")
+            + (", GELU in the matmul" if self.gelu_epilogue else "")
+            + (", add and LayerNorm fused" if self.fused_add_norm else "")
         )
         return kind + fused + (", compiled" if self.compiled else "")
 
@@ -305,10 +325,11 @@ class _Model:
         """Compile before the first real batch (seconds spent), on a made-up batch of a few files.
 
         Called while the DataLoader's workers start and tokenize their first windows, so that the compile
-        overlaps them. Compiler support differs between torch builds and machines, and a compiler that fails
-        should cost speed, not the run: the encoder then runs eager.
+        overlaps them: torch.compile's when compiled, Triton's for the fused add-and-LayerNorm kernel (once per
+        machine: Triton keeps it in its cache). Compiler support differs between torch builds and machines, and
+        a compiler that fails should cost speed, not the run: the encoder then runs eager, unfused.
         """
-        if not self.compiled:
+        if not (self.compiled or self.fused_add_norm):
             return 0.0
         t = time.perf_counter()
         bound = max_length if self.device.type == "cuda" else None
@@ -329,9 +350,11 @@ class _Model:
         except torch.OutOfMemoryError:
             raise
         except Exception as e:
-            log.warning("torch.compile failed, scoring without it (%s: %s)", type(e).__name__, str(e)[:300])
+            what = "torch.compile" if self.compiled else "the fused add-and-LayerNorm kernel"
+            log.warning("%s failed, scoring without it (%s: %s)", what, type(e).__name__, str(e)[:300])
             self.packed.encoder.compile_layers(None)
-            self.compiled = False
+            self.packed.encoder.fused_add_norm = None
+            self.compiled = self.fused_add_norm = False
         return time.perf_counter() - t
 
     def __call__(self, batch: ModelBatch, max_length: int) -> dict:
@@ -492,6 +515,7 @@ def score_corpus(
     precision: str = "bf16",
     max_windows: int = 1,
     gelu_epilogue: bool | None = None,
+    fused_add_norm: bool | None = None,
 ) -> ScoreSummary:
     """Score every unfinished shard of this rank; see score.py --help for the knobs.
 
@@ -503,7 +527,9 @@ def score_corpus(
     COMPILE_MIN_ROWS files to score, where the saving outweighs the compile; a compiler that fails falls back
     to the eager encoder); precision: "bf16" (the forward above) or "fp8" (the packed forward with float8
     matmuls: a GPU of compute capability 8.9 or newer); gelu_epilogue: the feed-forward's bias and GELU
-    (tanh-approximated) inside its matmul (None: on a GPU in bf16; False: the exact GELU, a kernel of its own).
+    (tanh-approximated) inside its matmul (None: on a GPU in bf16; False: the exact GELU, a kernel of its own);
+    fused_add_norm: each sublayer's residual add and LayerNorm as one Triton kernel (None: on a GPU with Triton
+    when not compiled; False: PyTorch's two kernels).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
@@ -610,7 +636,15 @@ def score_corpus(
         # kernel before the matmul, without which quantizing costs more than the fp8 matmul saves.
         compile = dev.type == "cuda" and (total >= COMPILE_MIN_ROWS or precision == "fp8")
     # After the fingerprint: the packed path may turn the encoder's weights to bf16.
-    forward = _Model(trained.model, dev, packed, compile, precision, gelu_epilogue=gelu_epilogue)
+    forward = _Model(
+        trained.model,
+        dev,
+        packed,
+        compile,
+        precision,
+        gelu_epilogue=gelu_epilogue,
+        fused_add_norm=fused_add_norm,
+    )
     summary.startup["model"] = time.perf_counter() - t_model
     pending: dict[int, _Pending] = {}
     # One bar per machine (local rank 0): the bars of 8 processes would garble one terminal.
