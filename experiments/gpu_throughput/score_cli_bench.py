@@ -52,6 +52,16 @@ def score_cli(ckpt: Path, corpus: Path, out: Path, log: Path, max_length: int, f
                 flags=list(flags))  # fmt: skip
 
 
+def extra_name(extra_runs: list[str], i: int) -> str:
+    """The extra run's key: its flags, numbered when the same flags run twice (a cold, then a warm cache)."""
+    name = extra_runs[i].strip() or "default"
+    return (
+        name
+        if extra_runs.count(extra_runs[i]) == 1
+        else f"{name} #{extra_runs[: i + 1].count(extra_runs[i])}"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--files", type=int, default=240_000)
@@ -91,7 +101,7 @@ def main() -> int:
                           "speedup_loop": cli["tokens_per_s_loop"] / naive["tokens_per_s"],
                           "speedup_wall": cli["tokens_per_s_wall"] / naive["tokens_per_s"]}  # fmt: skip
         for i, flags in enumerate(args.extra_runs):
-            name = flags.strip() or "default"
+            name = extra_name(args.extra_runs, i)
             res[f"len{L}"][f"score.py {name}"] = score_cli(
                 ckpt,
                 corpus,
@@ -110,8 +120,8 @@ def main() -> int:
         r = res[f"len{L}"]
         print(f"| {L} | {r['naive']['tokens_per_s']:,.0f} | {r['score.py']['tokens_per_s_loop']:,.0f} | "
               f"{r['score.py']['tokens_per_s_wall']:,.0f} | {r['speedup_loop']:.1f} | {r['speedup_wall']:.1f} |")  # fmt: skip
-        for flags in args.extra_runs:
-            c = r[f"score.py {flags.strip() or 'default'}"]
+        for i, flags in enumerate(args.extra_runs):
+            c = r[f"score.py {extra_name(args.extra_runs, i)}"]
             print(f"| {L} `{flags}` | | {c['tokens_per_s_loop']:,.0f} | {c['tokens_per_s_wall']:,.0f} | "
                   f"{c['tokens_per_s_loop'] / r['naive']['tokens_per_s']:.1f} | "
                   f"{c['tokens_per_s_wall'] / r['naive']['tokens_per_s']:.1f} |")  # fmt: skip
