@@ -139,6 +139,31 @@ def test_a_compiler_that_fails_costs_speed_not_the_run(ckpt, tmp_path, monkeypat
     assert a.equals(pq.read_table(out / "go" / "train-00000.parquet"))
 
 
+def test_a_fused_kernel_that_fails_costs_speed_not_the_run(ckpt, tmp_path, monkeypatch, caplog):
+    # On a GPU machine where Triton cannot build its kernel (no C compiler for its launcher, say), the first
+    # call fails in the warm-up: the run goes on with PyTorch's add and LayerNorm, and says so.
+    from curator.models import add_norm
+
+    corpus = make_corpus(tmp_path / "corpus", languages=("go",), shards=1, rows=20)
+    score(load_trained(ckpt), corpus, tmp_path / "unfused", window=20, tokens_per_batch=512, packed=True)
+    calls = []
+
+    def broken(*args):
+        calls.append("fused")
+        raise RuntimeError("Failed to find C compiler")
+
+    monkeypatch.setattr(add_norm, "available", lambda device: True)
+    monkeypatch.setattr(add_norm, "add_layer_norm", broken)
+    caplog.set_level("WARNING")
+    out = tmp_path / "fused"
+    summary = score(load_trained(ckpt), corpus, out, window=20, tokens_per_batch=512, packed=True)
+    assert calls == ["fused"]  # tried once, in the warm-up, then never again
+    assert "the fused add-and-LayerNorm kernel failed" in caplog.text
+    assert "fused" not in summary.forward
+    a = pq.read_table(tmp_path / "unfused" / "go" / "train-00000.parquet")
+    assert a.equals(pq.read_table(out / "go" / "train-00000.parquet"))
+
+
 def eager_then_compiled(ckpt, corpus, tmp_path, **kw):
     """Scores the corpus's go shard eager, then with a fresh compiler: both score tables (same ids, same
     order), the compiled run's summary, and how many graphs it compiled."""

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO / "src"))
 import bench  # noqa: E402
 from check_scoring import build_checkpoint  # noqa: E402
 from fp8_bench import gpu_kernel_times, profile_batches  # noqa: E402
+from gelu_epilogue import timed  # noqa: E402
 
 from curator.models import add_norm  # noqa: E402
 from curator.scoring.runner import _Model  # noqa: E402
@@ -81,15 +82,7 @@ def kind_of(name: str) -> str | None:
 
 def time_cuda(fn, repeats: int = 50) -> float:
     """Mean seconds of fn() on the GPU, by CUDA events after a warm-up."""
-    for _ in range(3):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(repeats):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / 1e3 / repeats
+    return timed(fn, repeats) / 1e3
 
 
 def kernel_configs(tokens: int, hidden: int = 768) -> dict:
