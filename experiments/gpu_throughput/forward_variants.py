@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import bench  # noqa: E402
 from check_scoring import build_checkpoint  # noqa: E402
-from fp8_bench import gpu_kernel_times, profile_batches  # noqa: E402
+from fp8_bench import gpu_kernel_times, gpu_ms_by_kind, profile_batches  # noqa: E402
 from gelu_epilogue import timed  # noqa: E402
 
 from curator.models import add_norm  # noqa: E402
@@ -58,26 +58,6 @@ VARIANTS = {
     "eager_fused_qkv": dict(compile=False, qkv_fused=True),
     "compiled": dict(compile=True),
 }
-
-
-def kind_of(name: str) -> str | None:
-    """A GPU kernel's kind; None for the profiler's rows of ATen operators, which repeat their kernels' time."""
-    n = name.lower()
-    if n.startswith("aten::"):
-        return None
-    if "add_layer_norm" in n:
-        return "add and LayerNorm, fused"
-    if "flash" in n or "fmha" in n:
-        return "attention"
-    if any(k in n for k in ("gemm", "cutlass", "nvjet", "xmma", "sm90_", "cublas")):
-        return "matmul"
-    if "layer_norm" in n:
-        return "LayerNorm"
-    if "add" in n:
-        return "add"
-    if "triton" in n:
-        return "compiled (Inductor)"
-    return "other"
 
 
 def time_cuda(fn, repeats: int = 50) -> float:
@@ -191,13 +171,7 @@ def main() -> int:
             with torch.profiler.profile(activities=acts) as prof:
                 run_all(batches[:5])
             kernels = gpu_kernel_times(prof)
-            by_kind: dict = {}
-            for k, ms in kernels:
-                if kind_of(k) is not None:
-                    by_kind[kind_of(k)] = by_kind.get(kind_of(k), 0.0) + ms
-            r["gpu_ms_by_kind_5_batches"] = {
-                k: round(ms, 2) for k, ms in sorted(by_kind.items(), key=lambda x: -x[1])
-            }
+            r["gpu_ms_by_kind_5_batches"] = gpu_ms_by_kind(kernels)
             r["top_kernels"] = [(k[:110], round(ms, 3)) for k, ms in kernels[:20]]
             sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
             (args.out / f"profile_{name}.txt").write_text(

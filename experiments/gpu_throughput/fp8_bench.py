@@ -228,8 +228,12 @@ def profile_batches(trained, corpus: Path, n_batches: int, tokens_per_batch: int
 
 
 def gpu_kernel_times(prof) -> list[tuple[str, float]]:
+    """(kernel, GPU ms) of a torch.profiler run, longest first. The profiler's rows for ATen operators are left
+    out: they repeat the time of the kernels they launch, and summed with them counted it twice."""
     rows = []
     for e in prof.key_averages():
+        if e.key.startswith("aten::"):
+            continue
         t = getattr(e, "self_device_time_total", None)
         if t is None:
             t = getattr(e, "self_cuda_time_total", 0.0)
@@ -244,9 +248,23 @@ def kind_of(name: str) -> str:
         return "attention"
     if any(k in n for k in ("gemm", "cutlass", "nvjet", "xmma", "sm90_", "sm100_", "cublas", "f8f8")):
         return "matmul"
-    if "triton" in n:
+    if "triton" in n:  # Inductor's kernels are named triton_...
         return "inductor fused (layernorm, gelu, quantize, ...)"
+    if "add_layer_norm" in n:
+        return "add and LayerNorm, fused (curator.models.add_norm)"
+    if "layer_norm" in n:
+        return "LayerNorm"
+    if "add" in n:
+        return "add"
     return "other"
+
+
+def gpu_ms_by_kind(kernels: list[tuple[str, float]]) -> dict[str, float]:
+    """GPU ms per kind of kernel (`kind_of`), largest first."""
+    by_kind: dict = {}
+    for k, ms in kernels:
+        by_kind[kind_of(k)] = by_kind.get(kind_of(k), 0.0) + ms
+    return {k: round(ms, 2) for k, ms in sorted(by_kind.items(), key=lambda x: -x[1])}
 
 
 def matmul_peaks() -> dict:
@@ -363,15 +381,12 @@ def profile(
             wall_ms = (time.perf_counter() - t) * 1e3
             kernels = gpu_kernel_times(prof)
             gpu_ms = sum(ms for _, ms in kernels)
-            by_kind: dict = {}
-            for k, ms in kernels:
-                by_kind[kind_of(k)] = by_kind.get(kind_of(k), 0.0) + ms
             r.update(
                 profiled_batches=len(few),
                 profiled_wall_ms=wall_ms,
                 gpu_busy_ms=gpu_ms,
                 gpu_busy_share=gpu_ms / wall_ms if wall_ms else None,
-                gpu_ms_by_kind={k: round(ms, 2) for k, ms in sorted(by_kind.items(), key=lambda x: -x[1])},
+                gpu_ms_by_kind=gpu_ms_by_kind(kernels),
                 top_kernels=[(k[:120], round(ms, 3)) for k, ms in kernels[:25]],
             )
             sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
