@@ -43,8 +43,10 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/compare_runs"))
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     args = p.parse_args()
+    if any("=" not in r for r in args.runs):
+        p.error("each --run is NAME=FLAGS (FLAGS may be empty: --run default=)")
     runs = dict(r.split("=", 1) for r in args.runs)
-    if len(runs) < 2 or any("=" not in r for r in args.runs):
+    if len(runs) < 2 or len(runs) < len(args.runs):
         p.error("give at least two --run NAME=FLAGS, with distinct names")
     args.out.mkdir(parents=True, exist_ok=True)
     res: dict = {"model": args.model, "corpus": str(args.corpus), "runs": {}, "against": {}}
