@@ -6,8 +6,8 @@
 
 Output: <out>/<language>/<input stem>.parquet, a row per input row in input order, and <out>/scores_meta.json.
 Re-running the same command finishes what a killed run left and rewrites nothing that is done.
-Many GPUs or machines: launch one process per GPU with torchrun or srun; each takes every WORLD_SIZE-th shard.
-See docs/scoring.md.
+Many GPUs: --gpus N starts a process per GPU; many machines: torchrun or srun, one process per GPU, or one per
+machine with --gpus. Each process takes every WORLD_SIZE-th shard. See docs/scoring.md.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from curator.cli import check_checkpoint_file, process_age_s, run
 from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, open_corpus
+from curator.scoring.launch import score_on_gpus
 from curator.scoring.sources import HF_PREFIX
 
 # The runner imports torch and transformers (seconds): main() imports it after the arguments are parsed, so
@@ -102,6 +103,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--device", default="auto", help="auto (GPU LOCAL_RANK if there is one, else CPU), cpu, cuda:N"
     )
     p.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        metavar="N",
+        help="score on the first N GPUs of this machine, one process each, started by score.py itself (what "
+        "torchrun --nproc_per_node N does, without its start-up); with torchrun or srun, one such process per "
+        "machine (with --device cpu: N processes on the CPU) (default: %(default)s)",
+    )
+    p.add_argument(
         "--padded",
         action="store_true",
         help="use the padded forward on a GPU too (default there: packed bf16 for BERT/RoBERTa encoders)",
@@ -142,10 +152,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_windows < 1:
         p.error(f"--max-windows must be at least 1, not {args.max_windows}")
+    if args.gpus < 1:
+        p.error(f"--gpus must be at least 1, not {args.gpus}")
+    if args.gpus > 1 and args.device not in ("auto", "cuda", "cpu"):
+        p.error(f"--gpus {args.gpus} gives each process its own GPU: leave out --device {args.device}")
     return args
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if Path(args.model).is_file():
@@ -153,6 +168,9 @@ def main(argv=None) -> int:
     corpus = args.corpus
     if not corpus.startswith(HF_PREFIX):
         corpus = open_corpus(corpus, args.corpus_format)  # a missing or ambiguous corpus: one line, exit 1
+    if args.gpus > 1:
+        # Checked once here rather than N times over in the processes' logs.
+        return score_on_gpus(args.gpus, argv, args.device, str(Path(__file__).resolve()))
     from curator.scoring.runner import score_corpus
 
     imports_s = process_age_s()

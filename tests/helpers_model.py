@@ -8,6 +8,8 @@ need neither Lightning training nor downloaded weights.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -121,3 +123,15 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def script_env() -> dict:
+    """The environment of an entry point run as a subprocess: one thread per process (the test machines are
+    small and shared), offline."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+
+
+def score_cmd(ckpt, corpus, out, *extra) -> list[str]:
+    """score.py as typed, on the CPU, tokenizing in the main process (later arguments win in argparse)."""
+    return [sys.executable, str(REPO / "score.py"), "--model", str(ckpt), "--corpus", str(corpus),
+            "--out", str(out), "--num-workers", "0", "--device", "cpu", "--no-progress", *extra]  # fmt: skip

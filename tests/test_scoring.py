@@ -1,5 +1,4 @@
 import json
-import os
 import random
 import signal
 import subprocess
@@ -11,7 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers_model import REPO, corpus_rows, load_script, make_checkpoint, make_corpus, write_shard
+from helpers_model import (
+    corpus_rows,
+    load_script,
+    make_checkpoint,
+    make_corpus,
+    score_cmd,
+    script_env,
+    write_shard,
+)
 
 from curator.data.inputs import padded_width
 from curator.scoring.batching import PAD_MULTIPLE, RowInfo, budget_batches, make_model_batch, packed_batches
@@ -362,23 +369,13 @@ def test_score_help():
     assert e.value.code == 0
 
 
-def _env():
-    # One thread per process: the test machines are small and shared.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-
-
-def _score_cmd(ckpt, corpus, out, *extra):
-    return [sys.executable, str(REPO / "score.py"), "--model", str(ckpt), "--corpus", str(corpus),
-            "--out", str(out), "--num-workers", "0", "--device", "cpu", "--no-progress", *extra]  # fmt: skip
-
-
 @pytest.mark.slow
 def test_resume_after_sigkill(ckpt, tmp_path):
     # Long enough files that the run takes seconds, so that it can be killed in the middle.
     corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=6, rows=800, repeat=8)
     out = tmp_path / "out"
-    cmd = _score_cmd(ckpt, corpus, out, "--rows-per-part", "400", "--window", "256")
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = score_cmd(ckpt, corpus, out, "--rows-per-part", "400", "--window", "256")
+    proc = subprocess.Popen(cmd, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not list(out.glob("python/*.parquet")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
@@ -390,7 +387,7 @@ def test_resume_after_sigkill(ckpt, tmp_path):
     done_parts = {p: p.stat().st_mtime_ns for p in out.glob("python/*.parts/*.parquet")}
     assert 1 <= len(done) < 6
 
-    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=120)
+    rerun = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(done)} done before" in rerun.stderr
     assert output_ids(out) == input_ids(corpus)  # every id exactly once, in input order
@@ -406,8 +403,8 @@ def test_a_kill_inside_a_part_keeps_what_was_written(ckpt, tmp_path):
     # One shard, one part (the default 50,000 rows): only the time bound can save work before the part ends.
     corpus = make_corpus(tmp_path / "corpus", languages=("python",), shards=1, rows=1200, repeat=8)
     out = tmp_path / "out"
-    cmd = _score_cmd(ckpt, corpus, out, "--window", "64", "--write-every", "0")
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = score_cmd(ckpt, corpus, out, "--window", "64", "--write-every", "0")
+    proc = subprocess.Popen(cmd, env=script_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while len(list(out.glob("python/*.parts/rows-*.parquet"))) < 2 and proc.poll() is None:
         assert time.time() < deadline, "no part file was written"
@@ -418,7 +415,7 @@ def test_a_kill_inside_a_part_keeps_what_was_written(ckpt, tmp_path):
     written = {p: p.stat().st_mtime_ns for p in out.glob("python/*.parts/rows-*.parquet")}
     rows_written = sum(pq.ParquetFile(p).metadata.num_rows for p in written)
     assert 64 <= rows_written < 1200
-    rerun = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     # The re-run scored only the rows no part file held, and the shard's file holds every row once, in order.
     assert f"({1200 - rows_written} rows) to score" in rerun.stderr
@@ -426,7 +423,9 @@ def test_a_kill_inside_a_part_keeps_what_was_written(ckpt, tmp_path):
     assert not list(out.rglob("*.parts")) and not list(out.rglob(".*tmp-*"))
     # The same scores as a run that was never killed.
     again = tmp_path / "again"
-    subprocess.run(_score_cmd(ckpt, corpus, again), env=_env(), check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        score_cmd(ckpt, corpus, again), env=script_env(), check=True, capture_output=True, timeout=300
+    )
     a, b = (pq.read_table(d / "python" / "train-00000.parquet") for d in (out, again))
     assert a.column("id").equals(b.column("id"))
     assert np.allclose(a.column("quality").to_numpy(), b.column("quality").to_numpy(), atol=1e-5)
@@ -438,8 +437,8 @@ def test_two_ranks_split_the_shards(ckpt, tmp_path):
     out = tmp_path / "out"
     procs = [
         subprocess.Popen(
-            _score_cmd(ckpt, corpus, out),
-            env={**_env(), "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r)},
+            score_cmd(ckpt, corpus, out),
+            env={**script_env(), "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -468,7 +467,7 @@ def test_workers_do_not_deadlock_when_tokenizer_parallelism_is_on(ckpt, tmp_path
     )
     proc = subprocess.run(
         [sys.executable, "-c", script, str(ckpt), str(corpus), str(tmp_path / "out")],
-        env={**_env(), "TOKENIZERS_PARALLELISM": "true"},
+        env={**script_env(), "TOKENIZERS_PARALLELISM": "true"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -477,16 +476,24 @@ def test_workers_do_not_deadlock_when_tokenizer_parallelism_is_on(ckpt, tmp_path
     assert proc.stdout.split()[-1] == str(2 * 2 * 40)
 
 
-def test_a_bare_cuda_device_names_the_ranks_gpu():
+def test_a_bare_cuda_device_names_the_ranks_gpu(monkeypatch):
     """`--device cuda` (no index) must become this rank's GPU: making the device current needs an index, and a
-    bare "cuda" once stopped score_corpus before it scored anything."""
+    bare "cuda" once stopped score_corpus before it scored anything. A GPU the machine does not have is a clear
+    error, not CUDA's "invalid device ordinal" later."""
     from curator.scoring.runner import pick_device
 
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # what a machine with 2 GPUs answers
     assert pick_device("cuda", 0) == torch.device("cuda", 0)
+    assert pick_device("cuda", 3) == torch.device("cuda", 1)
     assert pick_device("cuda:1", 0) == torch.device("cuda", 1)
     assert pick_device("cpu", 3) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"cuda:2 asked for, but this machine shows 2 GPU\(s\)"):
+        pick_device("cuda:2", 0)
+    monkeypatch.undo()
     if not torch.cuda.is_available():
         assert pick_device("auto", 0) == torch.device("cpu")
+        with pytest.raises(ValueError, match=r"shows 0 GPU"):
+            pick_device("cuda", 0)
 
 
 def test_exact_gelu_flag_is_accepted_and_changes_nothing_on_a_cpu(ckpt, tmp_path):
@@ -496,8 +503,8 @@ def test_exact_gelu_flag_is_accepted_and_changes_nothing_on_a_cpu(ckpt, tmp_path
     tables = {}
     for name, extra in (("default", []), ("exact", ["--exact-gelu"])):
         r = subprocess.run(
-            _score_cmd(ckpt, corpus, tmp_path / name, *extra),
-            env=_env(),
+            score_cmd(ckpt, corpus, tmp_path / name, *extra),
+            env=script_env(),
             capture_output=True,
             text=True,
             timeout=300,

@@ -154,8 +154,20 @@ def pick_device(device: str, local_rank: int) -> torch.device:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
+    if dev.type == "cuda":
+        visible = torch.cuda.device_count()
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank % max(visible, 1))
+        if dev.index >= visible:
+            # CUDA's own word for it, "invalid device ordinal", comes later and says less.
+            raise ValueError(
+                f"{dev} asked for, but this machine shows {visible} GPU(s)"
+                + (
+                    f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})"
+                    if "CUDA_VISIBLE_DEVICES" in os.environ
+                    else ""
+                )
+            )
     return dev
 
 
