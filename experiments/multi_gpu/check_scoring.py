@@ -5,10 +5,12 @@
 1. Builds a corpus of the shipped sample's real files (all 8 languages) repeated to --files, 16 shards per
    language, and a unixcoder-base-shaped model (RoBERTa, 125M, random weights with heads scaled so that scores
    spread over the whole scale; a byte-level BPE tokenizer of UniXcoder's vocabulary size trained on the sample).
-2. Runs `score.py` as users type it, once as one process and once under `torchrun --nproc_per_node N`, each
-   timed from process start to exit, and reads each run's own log lines (files/s over the loop, time waited).
-3. Compares the two score folders per id: every id exactly once in both, the largest difference of quality,
-   structured_data and any class probability, and the rounded levels that differ.
+2. Runs `score.py` as users type it, once as one process and once on N GPUs for each of --launchers:
+   `score.py --gpus N` (score.py starts its processes itself; the default) and
+   `torchrun --standalone --nproc_per_node N score.py`; each run timed from process start to exit, with each
+   rank's own log lines (files/s over the loop, time waited).
+3. Compares each N-GPU score folder with the single one per id: every id exactly once in both, the largest
+   difference of quality, structured_data and any class probability, and the rounded levels that differ.
 4. Scores --reference ids (taken from every rank's shards) with an fp32 padded forward of plain Hugging Face
    tokenization and the same weights, and compares the multi-process scores with it.
 
@@ -209,10 +211,31 @@ def reference(ckpt: Path, corpus: Path, multi: dict, n: int, dev: str, tol: floa
     )
 
 
+# The command of a multi-process run on n GPUs, from score.py's own arguments.
+LAUNCHERS = {
+    "gpus": lambda n, args: [sys.executable, *args, "--gpus", str(n)],
+    "torchrun": lambda n, args: [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={n}",
+        *args,
+    ],  # fmt: skip
+}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--files", type=int, default=240_000)
     p.add_argument("--nproc", type=int, default=2, help="processes (GPUs) of the multi-process run")
+    p.add_argument(
+        "--launchers",
+        nargs="+",
+        choices=LAUNCHERS,
+        default=["gpus"],
+        help="how the multi-process runs start: score.py --gpus N, torchrun, or both (default: gpus)",
+    )
     p.add_argument("--reference", type=int, default=384, help="ids checked against the fp32 padded forward")
     p.add_argument("--tolerance", type=float, default=0.05, help="on quality and structured_data")
     p.add_argument("--prob-tolerance", type=float, default=0.02, help="on any content-type probability")
@@ -238,50 +261,51 @@ def main() -> int:
     print(f"corpus of {args.files} files and model ready in {res['setup_s']:.0f} s", flush=True)
 
     common = ["score.py", "--model", str(ckpt), "--corpus", str(corpus), "--no-progress", *args.extra.split()]
+    if args.smoke:
+        common += ["--device", "cpu"]  # --gpus N on the CPU: N processes there
     single = run_score([sys.executable, *common, "--out", str(args.work / "single")], args.out / "single.log")
     print("single:", json.dumps(single), flush=True)
-    multi = run_score(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}", *common,
-         "--out", str(args.work / "multi")],
-        args.out / "multi.log",
-    )  # fmt: skip
-    print("multi:", json.dumps(multi), flush=True)
-    res["single"], res["multi"] = single, multi
-    res["speedup_loop"] = multi["files_per_s_loop"] / single["files_per_s_loop"]
-    res["speedup_wall"] = single["wall_s"] / multi["wall_s"]
-    a, b = read_scores(args.work / "single"), read_scores(args.work / "multi")
-    res["agreement"] = compare(a, b, args.tolerance, args.prob_tolerance)
-    res["reference"] = reference(ckpt, corpus, b, args.reference, dev, args.tolerance, args.prob_tolerance)
+    res["single"], res["launchers"] = single, {}
+    a = read_scores(args.work / "single")
     res["reference_single"] = reference(
         ckpt, corpus, a, args.reference, dev, args.tolerance, args.prob_tolerance
     )
+    problems = [f"score.py exited {single['returncode']} (single)"] if single["returncode"] else []
+    for launcher in args.launchers:
+        out = args.work / f"multi_{launcher}"
+        multi = run_score(
+            LAUNCHERS[launcher](args.nproc, [*common, "--out", str(out)]), args.out / f"{launcher}.log"
+        )
+        print(f"{launcher}:", json.dumps(multi), flush=True)
+        multi["speedup_loop"] = multi["files_per_s_loop"] / single["files_per_s_loop"]
+        multi["speedup_wall"] = single["wall_s"] / multi["wall_s"]
+        b = read_scores(out)
+        multi["agreement"] = ag = compare(a, b, args.tolerance, args.prob_tolerance)
+        multi["reference"] = ref = reference(
+            ckpt, corpus, b, args.reference, dev, args.tolerance, args.prob_tolerance
+        )
+        res["launchers"][launcher] = multi
+        print(
+            json.dumps(
+                {k: multi[k] for k in ("speedup_loop", "speedup_wall", "agreement", "reference")}, indent=1
+            )
+        )
+        shutil.rmtree(out, ignore_errors=True)  # the disk holds one multi-process folder at a time
+        if multi["returncode"]:
+            problems.append(f"{launcher}: score.py exited {multi['returncode']}")
+        for key in ("single_repeated_ids", "multi_repeated_ids", "only_in_single", "only_in_multi", "single_errors",
+                    "multi_errors", "rows_beyond_tolerance"):  # fmt: skip
+            if ag[key]:
+                problems.append(f"{launcher}: {key}: {ag[key]}")
+        if ag["single_rows"] != args.files or ag["multi_rows"] != args.files:
+            problems.append(
+                f"{launcher}: rows: {ag['single_rows']} single, {ag['multi_rows']} multi, {args.files} in the corpus"
+            )
+        if ref["rows_beyond_tolerance"]:
+            problems.append(
+                f"{launcher}: {ref['rows_beyond_tolerance']} of {ref['files']} rows differ from the fp32 reference"
+            )
     (args.out / "check_scoring.json").write_text(json.dumps(res, indent=1))
-    print(
-        json.dumps(
-            {
-                k: res[k]
-                for k in ("speedup_loop", "speedup_wall", "agreement", "reference", "reference_single")
-            },
-            indent=1,
-        )
-    )
-
-    ag, ref = res["agreement"], res["reference"]
-    problems = []
-    if single["returncode"] or multi["returncode"]:
-        problems.append(f"score.py exited {single['returncode']} (single) and {multi['returncode']} (multi)")
-    for key in ("single_repeated_ids", "multi_repeated_ids", "only_in_single", "only_in_multi", "single_errors",
-                "multi_errors", "rows_beyond_tolerance"):  # fmt: skip
-        if ag[key]:
-            problems.append(f"{key}: {ag[key]}")
-    if ag["single_rows"] != args.files or ag["multi_rows"] != args.files:
-        problems.append(
-            f"rows: {ag['single_rows']} single, {ag['multi_rows']} multi, {args.files} in the corpus"
-        )
-    if ref["rows_beyond_tolerance"]:
-        problems.append(
-            f"{ref['rows_beyond_tolerance']} of {ref['files']} rows differ from the fp32 reference"
-        )
     for line in problems:
         print("FAIL:", line)
     print("PASS" if not problems else f"FAIL ({len(problems)} problems)")
