@@ -129,6 +129,11 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
             run_dir = work / f"run-{name}"
             cmd = [sys.executable, "train.py", *common, *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}",
                    *shlex.split(args.extra)]  # fmt: skip
+            if args.profile_steps is not None:
+                # step_profile.py, importable through RUN_ENV's PYTHONPATH
+                cmd += ["+callbacks.step_profile._target_=step_profile.StepProfile",
+                        f"+callbacks.step_profile.start={args.profile_steps}",
+                        f"+callbacks.step_profile.out_dir={run_dir}"]  # fmt: skip
             runs.append(dict(name=name, setting=setting, seed=seed, run_dir=run_dir, cmd=cmd))
     return runs
 
@@ -139,6 +144,8 @@ def run_one(cmd: list[str], log_path: Path, timeout: float) -> tuple[int | str, 
     # Unbuffered, so the log is whole if the run is stopped; on a timeout SIGABRT makes faulthandler print
     # where every thread of every rank was, then the group is killed.
     env = {**os.environ, **RUN_ENV}
+    # step_profile.py (--profile-steps) is imported by train.py's Hydra callbacks from this folder.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(Path(__file__).parent)) if p)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -198,6 +205,9 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
             waits[other["rank"]] = other.get("data_wait_share")
         res["data_wait_share_per_rank"] = dict(sorted(waits.items()))
     res["validation"] = last_validation(run_dir)
+    profiles = [json.loads(f.read_text()) for f in sorted(run_dir.glob("step_profile.rank*.json"))]
+    if profiles:
+        res["step_profile"] = profiles
     return res
 
 
@@ -236,6 +246,17 @@ def markdown(res: dict) -> str:
         for m, per in res["spread"].items():
             for setting, (lo, hi) in per.items():
                 lines.append(f"| {m} | {setting} | {lo:.4f} | {hi:.4f} |")
+    profiled = [(r["name"], prof) for r in runs for prof in r.get("step_profile", [])]
+    if profiled:
+        kinds = sorted({k for _, prof in profiled for k in prof["gpu_ms_per_step_by_kind"]})
+        lines += ["", f"## One step, profiled ({profiled[0][1]['steps']} steps from step {profiled[0][1]['first_step']}, ms a step)", "",
+                  "| run, rank | wall | GPU kernels | GPU idle | tokens a step | " + " | ".join(kinds) + " |",
+                  "|---|" + "---:|" * (4 + len(kinds))]  # fmt: skip
+        for name, prof in profiled:
+            by = prof["gpu_ms_per_step_by_kind"]
+            tokens = sum(prof["tokens_per_step"]) / len(prof["tokens_per_step"])
+            lines.append(f"| {name}, rank {prof['rank']} | {prof['wall_ms_per_step']:.1f} | {prof['gpu_kernel_ms_per_step']:.1f} "
+                         f"| {prof['gpu_idle_ms_per_step']:.1f} | {tokens:,.0f} | " + " | ".join(f"{by.get(k, 0.0):.1f}" for k in kinds) + " |")  # fmt: skip
     lines += ["", "## Commands", ""] + [f"    {r['cmd']}" for r in runs]
     lines += ["", f"verdict: {res['verdict']}"] + [f"- {p}" for p in res["problems"]]
     return "\n".join(lines) + "\n"
@@ -263,6 +284,8 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", ".")))
     p.add_argument("--smoke", action="store_true", help="CPU, tiny model, gloo: check the script")
     p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
+    p.add_argument("--profile-steps", type=int, default=None, metavar="STEP",
+                   help="profile 20 steps from this global step on every rank of every run (step_profile.py)")  # fmt: skip
     args = p.parse_args()
     args.rows = args.rows or (600 if args.smoke else 64_000)
     args.num_workers = args.num_workers if args.num_workers is not None else (2 if args.smoke else 8)
