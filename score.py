@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -162,7 +163,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # One of several processes (--gpus, torchrun, srun) says which in every line: their logs interleave.
+    rank, world = (
+        os.environ.get(k) or os.environ.get(s)
+        for k, s in (("RANK", "SLURM_PROCID"), ("WORLD_SIZE", "SLURM_NTASKS"))
+    )
+    who = f"[rank {rank}] " if world and int(world) > 1 and args.gpus == 1 else ""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {who}%(message)s")
     if Path(args.model).is_file():
         check_checkpoint_file(args.model)
     corpus = args.corpus
