@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers_model import REPO, make_checkpoint, write_shard
-from test_scoring import _env, _score_cmd, input_ids, output_ids, score
+from helpers_model import REPO, make_checkpoint, score_cmd, script_env, write_shard
+from test_scoring import input_ids, output_ids, score
 
 from curator.data.inputs import InputEncoder, build_tokenizer
 from curator.scoring import runner
@@ -210,8 +210,8 @@ def test_resume_with_windows(trained, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_score_py_with_windows_on_the_shipped_sample(ckpt, tmp_path):
     out = tmp_path / "out"
-    cmd = _score_cmd(ckpt, SAMPLE, out, "--max-windows", "4", "--languages", "python", "sql")
-    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    cmd = score_cmd(ckpt, SAMPLE, out, "--max-windows", "4", "--languages", "python", "sql")
+    proc = subprocess.run(cmd, env=script_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = proc.stderr
     est = re.search(
