@@ -78,8 +78,8 @@ def launch(commands: list[list[str]], envs: list[dict[str, str]]) -> list[int]:
     """Run the commands at once, each with its extra environment, and wait for all of them: their exit codes.
 
     A process that fails leaves the others running: each rank's scores are its own, and a re-run scores only
-    what is missing. SIGINT and SIGTERM (Ctrl-C, a scheduler's preemption) are passed to every process, which
-    stops as a killed score.py does: what it wrote is kept.
+    what is missing. SIGINT, SIGTERM and SIGHUP (Ctrl-C, a scheduler's preemption, a closed terminal) are passed
+    to every process, which stops as a killed score.py does: what it wrote is kept.
     """
     # Each in a session of its own, so that a Ctrl-C reaches it once, from here, not also from the terminal.
     procs = [
@@ -92,7 +92,7 @@ def launch(commands: list[list[str]], envs: list[dict[str, str]]) -> list[int]:
             if p.poll() is None:
                 p.send_signal(signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         codes = [p.wait() for p in procs]
     finally:
