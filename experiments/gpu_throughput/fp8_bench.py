@@ -228,11 +228,15 @@ def profile_batches(trained, corpus: Path, n_batches: int, tokens_per_batch: int
 
 
 def gpu_kernel_times(prof) -> list[tuple[str, float]]:
-    """(kernel, GPU ms) of a torch.profiler run, longest first. The profiler's rows for ATen operators are left
-    out: they repeat the time of the kernels they launch, and summed with them counted it twice."""
+    """(kernel, GPU ms) of a torch.profiler run, longest first: the GPU's own rows only (kernels, copies). The
+    rows of ATen operators and of annotated ranges (Lightning's `Optimizer.step`, which holds the whole forward
+    and backward; DDP's forward) repeat the time of the kernels they launch, and summed with them counted it
+    twice or more."""
+    from torch.autograd import DeviceType
+
     rows = []
     for e in prof.key_averages():
-        if e.key.startswith("aten::"):
+        if e.device_type != DeviceType.CUDA or getattr(e, "is_user_annotation", False):
             continue
         t = getattr(e, "self_device_time_total", None)
         if t is None:

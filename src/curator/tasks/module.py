@@ -197,13 +197,13 @@ class CuratorTask(L.LightningModule):
             # only for training, so loading a checkpoint in a notebook never waits for a compiler.
             # mode="reduce-overhead" replays CUDA graphs, one per batch shape (see data.pad_to_multiple_of).
             encoder = self.model.encoder if self.packed_encoder is None else self.packed_encoder
-            if self.trainer.world_size > 1:
-                import torch._dynamo
+            import torch._dynamo
 
-                # Under DDP the compiler splits the graph at DDP's gradient buckets by default, so that each
-                # bucket's all-reduce starts while the rest of the backward runs; false: one graph, and the
-                # all-reduce after the backward (experiments/multi_gpu measures both).
-                torch._dynamo.config.optimize_ddp = self.hparams.compile_ddp_split
+            # Under DDP (on any number of devices) the compiler splits the graph at DDP's gradient buckets by
+            # default, so that each bucket's all-reduce starts while the rest of the backward runs; false: one
+            # graph, and the all-reduce after the backward (experiments/multi_gpu measures both). Without DDP
+            # the setting does nothing.
+            torch._dynamo.config.optimize_ddp = self.hparams.compile_ddp_split
             encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
 
     def on_train_epoch_start(self) -> None:
