@@ -223,6 +223,37 @@ def test_packed_training_fits_and_its_checkpoint_loads(labeled_root, tmp_path):
     assert loaded.packed_encoder is not None
 
 
+def test_train_losses_reach_the_logger_at_its_steps_and_are_logged_only_then(
+    labeled_root, tmp_path, monkeypatch
+):
+    """The step values go to the logger every log_every_n_steps steps (Lightning's rule); self.log is called
+    only at those steps, since each call costs the host time on every step."""
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    calls = []
+    log = L.LightningModule.log
+
+    def recording_log(self, name, *args, **kwargs):
+        calls.append((name, self.global_step))
+        return log(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(L.LightningModule, "log", recording_log)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=CSVLogger(tmp_path), max_steps=30, limit_val_batches=0, log_every_n_steps=10,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    dm = CuratorDataModule(str(labeled_root), "minilm", max_length=64, batch_size=4, num_workers=0)
+    trainer.fit(_tiny_task(), datamodule=dm)
+    assert [step for name, step in calls if name == "train/loss"] == [9, 19, 29]
+    with open(next(tmp_path.rglob("metrics.csv"))) as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("train/loss")]
+    assert [int(r["step"]) for r in rows] == [9, 19, 29]
+    assert all(r["train/lr"] and r["train/loss/quality"] for r in rows)
+
+
 def test_training_steps_do_not_wait_for_the_device(labeled_root, monkeypatch):
     """What a training step logs must not make the host wait for the GPU: Lightning copies a Python number to
     the module's device (a copy that waits), and turns every progress-bar value into a number after each batch

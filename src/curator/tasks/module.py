@@ -141,11 +141,17 @@ class CuratorTask(L.LightningModule):
         # runs. Tensors on the GPU are fine (the logger reads them every log_every_n_steps); Lightning turns a
         # progress-bar value into a number after every batch, and copies a Python number to the GPU, so those
         # go in as CPU tensors, and the loss reaches the progress bar only now and then.
-        self.log("train/loss", loss, batch_size=n)
-        self.log_dict({f"train/loss/{head}": value for head, value in losses.items()}, batch_size=n)
-        # Here rather than a LearningRateMonitor callback, which refuses to run without a logger.
-        self.log("train/lr", torch.tensor(self.optimizers().param_groups[0]["lr"]), batch_size=n)
-        if self.global_step % self.trainer.log_every_n_steps == 0:
+        # Lightning hands a step's values to the loggers only every log_every_n_steps steps, and each self.log
+        # costs the host about a millisecond (its result collection, a few small GPU kernels): five a step held
+        # up the queueing of the next step on a GPU (experiments/multi_gpu, training on one device). So they
+        # are logged at the steps whose values reach the loggers, the same values as before.
+        every = self.trainer.log_every_n_steps
+        if every and (self.global_step + 1) % every == 0:
+            self.log("train/loss", loss, batch_size=n)
+            self.log_dict({f"train/loss/{head}": value for head, value in losses.items()}, batch_size=n)
+            # Here rather than a LearningRateMonitor callback, which refuses to run without a logger.
+            self.log("train/lr", torch.tensor(self.optimizers().param_groups[0]["lr"]), batch_size=n)
+        if every and self.global_step % every == 0:
             self.log("loss", torch.tensor(loss.item()), prog_bar=True, logger=False, batch_size=n)
         return loss
 
