@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from curator.cli import check_checkpoint_file, process_age_s, run
 from curator.data.corpus import AUTO, CORPUS_FORMATS, FORMAT_HELP, open_corpus
-from curator.scoring.launch import score_on_gpus
+from curator.scoring.launch import RANK_VARS, WORLD_VARS, env_int, score_on_gpus
 from curator.scoring.sources import HF_PREFIX
 
 # The runner imports torch and transformers (seconds): main() imports it after the arguments are parsed, so
@@ -164,11 +163,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     # One of several processes (--gpus, torchrun, srun) says which in every line: their logs interleave.
-    rank, world = (
-        os.environ.get(k) or os.environ.get(s)
-        for k, s in (("RANK", "SLURM_PROCID"), ("WORLD_SIZE", "SLURM_NTASKS"))
-    )
-    who = f"[rank {rank}] " if world and int(world) > 1 and args.gpus == 1 else ""
+    world = env_int(WORLD_VARS, 1)
+    who = f"[rank {env_int(RANK_VARS, 0)}] " if world > 1 and args.gpus == 1 else ""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s {who}%(message)s")
     if Path(args.model).is_file():
         check_checkpoint_file(args.model)

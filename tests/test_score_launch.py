@@ -133,3 +133,13 @@ def test_ranks_of_a_machine_within_a_larger_job():
         rank_env(2, {"SLURM_PROCID": "0", "SLURM_NTASKS": "4", "SLURM_NTASKS_PER_NODE": "2(x2)"})
     with pytest.raises(ValueError, match="outside world size"):
         rank_env(2, {"RANK": "3", "WORLD_SIZE": "2"})
+
+
+def test_workers_follow_srun_tasks_per_machine_as_srun_writes_them(monkeypatch):
+    # srun writes "2(x3)" for two tasks on each of three machines; the runner reads it as the launcher does.
+    from curator.scoring.runner import default_num_workers
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2(x3)")
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(32)))
+    assert default_num_workers() == 14  # 32 cores / 2 tasks - 2

@@ -25,13 +25,16 @@ from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
-# Set by torchrun (first) or srun for each process they start.
-_RANK = ("RANK", "SLURM_PROCID")
-_WORLD = ("WORLD_SIZE", "SLURM_NTASKS")
-_PER_MACHINE = ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE")
+# Set by torchrun (first) or srun for each process they start. The runner reads them through env_int too.
+RANK_VARS = ("RANK", "SLURM_PROCID")
+WORLD_VARS = ("WORLD_SIZE", "SLURM_NTASKS")
+LOCAL_RANK_VARS = ("LOCAL_RANK", "SLURM_LOCALID")
+PER_MACHINE_VARS = ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE")
 
 
-def _env_int(env, names: Sequence[str], default: int) -> int:
+def env_int(names: Sequence[str], default: int, env=None) -> int:
+    """The first of these variables that is set (and not empty), as a number; default when none is."""
+    env = os.environ if env is None else env
     for name in names:
         value = env.get(name)
         if value:
@@ -46,10 +49,9 @@ def rank_env(gpus: int, env=None) -> list[dict[str, str]]:
     A process started alone is the whole job; one started by torchrun or srun is one machine of a larger job,
     and must be that machine's only process (else two launchers would start their ranks on the same GPUs).
     """
-    env = os.environ if env is None else env
-    machine = _env_int(env, _RANK, 0)
-    machines = _env_int(env, _WORLD, 1)
-    if _env_int(env, _PER_MACHINE, 1) > 1:
+    machine = env_int(RANK_VARS, 0, env)
+    machines = env_int(WORLD_VARS, 1, env)
+    if env_int(PER_MACHINE_VARS, 1, env) > 1:
         raise ValueError(
             f"--gpus {gpus} starts a process per GPU itself, but this process is one of several on its machine "
             "(torchrun --nproc_per_node > 1, or srun with several tasks a node): either launch one process per "

@@ -51,6 +51,7 @@ from curator.scoring.batching import (
     ScoreDataset,
     keep_as_is,
 )
+from curator.scoring.launch import LOCAL_RANK_VARS, PER_MACHINE_VARS, RANK_VARS, WORLD_VARS, env_int
 from curator.scoring.sources import HF_PREFIX, Shard, list_shards, num_rows
 from curator.scoring.windows import CostEstimate, combine, estimate_cost
 from curator.tasks.trained import TrainedModel, load_trained
@@ -110,18 +111,11 @@ class ScoreSummary:
         return self.tokens / max(self.seconds, 1e-9)
 
 
-def _env_int(*names: str, default: int) -> int:
-    for name in names:
-        if os.environ.get(name):
-            return int(os.environ[name])
-    return default
-
-
 def rank_and_world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's variables, else Slurm's, else a single process."""
-    rank = _env_int("RANK", "SLURM_PROCID", default=0)
-    world = _env_int("WORLD_SIZE", "SLURM_NTASKS", default=1)
-    local = _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0)
+    rank = env_int(RANK_VARS, 0)
+    world = env_int(WORLD_VARS, 1)
+    local = env_int(LOCAL_RANK_VARS, 0)
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} is outside world size {world}")
     return rank, world, local
@@ -132,7 +126,7 @@ def default_num_workers() -> int:
     own process and its pinning thread. Too few starve the GPU (a second rank with 2 workers waited 6.8 s for
     input against 0.1 s for its GPU); too many only oversubscribe the cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    ranks_here = _env_int("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE", default=1)
+    ranks_here = env_int(PER_MACHINE_VARS, 1)
     return max(1, min(cores // max(ranks_here, 1) - 2, 16))
 
 
