@@ -263,11 +263,11 @@ def kind_of(name: str) -> str:
     return "other"
 
 
-def gpu_ms_by_kind(kernels: list[tuple[str, float]]) -> dict[str, float]:
-    """GPU ms per kind of kernel (`kind_of`), largest first."""
+def gpu_ms_by_kind(kernels: list[tuple[str, float]], kind=kind_of) -> dict[str, float]:
+    """GPU ms per kind of kernel (`kind_of`, or the given function of a kernel's name), largest first."""
     by_kind: dict = {}
     for k, ms in kernels:
-        by_kind[kind_of(k)] = by_kind.get(kind_of(k), 0.0) + ms
+        by_kind[kind(k)] = by_kind.get(kind(k), 0.0) + ms
     return {k: round(ms, 2) for k, ms in sorted(by_kind.items(), key=lambda x: -x[1])}
 
 

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu_throughput"))
 
-from fp8_bench import gpu_kernel_times, kind_of  # noqa: E402  (the kernel-time split of the throughput study)
+from fp8_bench import gpu_kernel_times, gpu_ms_by_kind, kind_of  # noqa: E402  (the kernel-time split of the throughput study)
 
 
 def step_kind(name: str) -> str:
@@ -69,10 +69,8 @@ class StepProfile(L.Callback):
         wall_ms = (time.perf_counter() - self._t0) * 1e3 / self.steps
         self._prof.__exit__(None, None, None)
         kernels = gpu_kernel_times(self._prof)
-        by_kind: dict[str, float] = {}
-        for name, ms in kernels:
-            by_kind[step_kind(name)] = by_kind.get(step_kind(name), 0.0) + ms / self.steps
-        gpu_ms = sum(by_kind.values())
+        per_step = [(name, ms / self.steps) for name, ms in kernels]
+        gpu_ms = sum(ms for _, ms in per_step)
         res = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
@@ -81,9 +79,7 @@ class StepProfile(L.Callback):
             "wall_ms_per_step": round(wall_ms, 2),
             "gpu_kernel_ms_per_step": round(gpu_ms, 2),
             "gpu_idle_ms_per_step": round(wall_ms - gpu_ms, 2),
-            "gpu_ms_per_step_by_kind": {
-                k: round(v, 2) for k, v in sorted(by_kind.items(), key=lambda x: -x[1])
-            },
+            "gpu_ms_per_step_by_kind": gpu_ms_by_kind(per_step, step_kind),
             "tokens_per_step": self._tokens,
             "top_kernels_ms_per_step": [(k[:120], round(ms / self.steps, 3)) for k, ms in kernels[:15]],
         }
