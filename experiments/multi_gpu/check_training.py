@@ -134,6 +134,11 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
                 cmd += ["+callbacks.step_profile._target_=step_profile.StepProfile",
                         f"+callbacks.step_profile.start={args.profile_steps}",
                         f"+callbacks.step_profile.out_dir={run_dir}"]  # fmt: skip
+            if args.host_profile_steps is not None:
+                # host_profile.py, importable the same way
+                cmd += ["+callbacks.host_profile._target_=host_profile.HostProfile",
+                        f"+callbacks.host_profile.start={args.host_profile_steps}",
+                        f"+callbacks.host_profile.out_dir={run_dir}"]  # fmt: skip
             runs.append(dict(name=name, setting=setting, seed=seed, run_dir=run_dir, cmd=cmd))
     return runs
 
@@ -208,6 +213,9 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
     profiles = [json.loads(f.read_text()) for f in sorted(run_dir.glob("step_profile.rank*.json"))]
     if profiles:
         res["step_profile"] = profiles
+    host = [json.loads(f.read_text()) for f in sorted(run_dir.glob("host_profile.rank*.json"))]
+    if host:
+        res["host_profile"] = host
     return res
 
 
@@ -257,6 +265,17 @@ def markdown(res: dict) -> str:
             tokens = sum(prof["tokens_per_step"]) / len(prof["tokens_per_step"])
             lines.append(f"| {name}, rank {prof['rank']} | {prof['wall_ms_per_step']:.1f} | {prof['gpu_kernel_ms_per_step']:.1f} "
                          f"| {prof['gpu_idle_ms_per_step']:.1f} | {tokens:,.0f} | " + " | ".join(f"{by.get(k, 0.0):.1f}" for k in kinds) + " |")  # fmt: skip
+    hosted = [(r["name"], prof) for r in runs for prof in r.get("host_profile", [])]
+    if hosted:
+        first = hosted[0][1]
+        lines += ["", f"## The host's side of a step (cProfile and CUDA sync debug mode, {first['steps']} steps from step {first['first_step']})", "",
+                  "| run, rank | wall ms a step under cProfile | Python own ms a step | host waits for the GPU a step | where it waited most |",
+                  "|---|---:|---:|---:|---|"]  # fmt: skip
+        for name, prof in hosted:
+            waits = prof["host_waits_for_gpu"]
+            where = f"{waits[0]['per_step']} a step at {waits[0]['stack'][-1]}" if waits else "-"
+            lines.append(f"| {name}, rank {prof['rank']} | {prof['wall_ms_per_step_under_cprofile']:.1f} | {prof['python_own_ms_per_step']:.1f} "
+                         f"| {prof['host_waits_for_gpu_per_step']} | {where} |")  # fmt: skip
     lines += ["", "## Commands", ""] + [f"    {r['cmd']}" for r in runs]
     lines += ["", f"verdict: {res['verdict']}"] + [f"- {p}" for p in res["problems"]]
     return "\n".join(lines) + "\n"
@@ -286,6 +305,9 @@ def main() -> int:
     p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     p.add_argument("--profile-steps", type=int, default=None, metavar="STEP",
                    help="profile 20 steps from this global step on every rank of every run (step_profile.py)")  # fmt: skip
+    p.add_argument("--host-profile-steps", type=int, default=None, metavar="STEP",
+                   help="cProfile and count the host's waits for the GPU over 30 steps from this global step, "
+                        "every rank of every run (host_profile.py)")  # fmt: skip
     args = p.parse_args()
     args.rows = args.rows or (600 if args.smoke else 64_000)
     args.num_workers = args.num_workers if args.num_workers is not None else (2 if args.smoke else 8)

@@ -44,7 +44,7 @@ class CuratorTask(L.LightningModule):
         encoder_config: dict[str, Any] | None = None,
         compile: bool = False,
         compile_mode: str | None = None,
-        compile_ddp_split: bool = True,
+        compile_ddp_split: bool = False,
         packed: bool = False,
         freeze_layers: int = 0,
         code_markers: bool = False,
@@ -205,10 +205,11 @@ class CuratorTask(L.LightningModule):
             encoder = self.model.encoder if self.packed_encoder is None else self.packed_encoder
             import torch._dynamo
 
-            # Under DDP (on any number of devices) the compiler splits the graph at DDP's gradient buckets by
-            # default, so that each bucket's all-reduce starts while the rest of the backward runs; false: one
-            # graph, and the all-reduce after the backward (experiments/multi_gpu measures both). Without DDP
-            # the setting does nothing.
+            # Under DDP (on any number of devices) the compiler can split the graph at DDP's gradient buckets,
+            # so that each bucket's all-reduce starts while the rest of the backward runs. The pieces cost the
+            # host about 5 ms a step on an H200 (launching 13 graphs instead of one), more than the all-reduce
+            # they hide on NVLinked GPUs, so one graph is the default (experiments/multi_gpu measures both).
+            # Without DDP the setting does nothing.
             torch._dynamo.config.optimize_ddp = self.hparams.compile_ddp_split
             encoder.compile(dynamic=True, mode=self.hparams.compile_mode)
 
