@@ -179,7 +179,8 @@ def test_model_card_report_from_the_command_line_and_its_absence(tmp_path):
 @pytest.mark.parametrize("form", ["checkpoint", "exported"])
 def test_the_packed_path_loads_without_transformers_modelling_code(ckpt, tmp_path, form):
     # What score.py loads on a GPU: the encoder as a BertLikeEncoder, built without importing transformers'
-    # modelling code (seconds of every start-up), with the same weights, fingerprint and scores.
+    # modelling code (seconds of every start-up), with the same weights, fingerprint and scores; and the
+    # tokenizer from its tokenizer.json, without importing transformers at all.
     model = ckpt
     if form == "exported":
         model = tmp_path / "exported"
@@ -188,18 +189,20 @@ def test_the_packed_path_loads_without_transformers_modelling_code(ckpt, tmp_pat
         "import sys\n"
         "from curator.scoring.runner import model_fingerprint\n"
         "from curator.tasks.trained import load_trained\n"
-        f"t = load_trained({str(model)!r}, packed=True)\n"
+        f"t = load_trained({str(model)!r}, packed=True, light_tokenizer=True)\n"
         "print(type(t.model.encoder).__name__, 'transformers.modeling_utils' in sys.modules, "
         "'transformers.models.auto.auto_factory' in sys.modules, 'torch._dynamo' in sys.modules, "
-        "model_fingerprint(t.model))\n"
+        "'transformers' in sys.modules, model_fingerprint(t.model))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    name, modelling_imported, auto_imported, compiler_imported, fingerprint = r.stdout.split()
+    name, modelling_imported, auto_imported, compiler_imported, transformers_imported, fingerprint = (
+        r.stdout.split()
+    )
     assert name == "BertLikeEncoder" and modelling_imported == "False"
-    # nor the auto classes (the tokenizer's class is read from its config), nor the compiler
-    assert auto_imported == "False" and compiler_imported == "False"
+    # nor the auto classes, nor the compiler, nor transformers itself (the tokenizer is its tokenizer.json)
+    assert auto_imported == "False" and compiler_imported == "False" and transformers_imported == "False"
     reference = load_trained(ckpt)  # the Hugging Face encoder
     assert fingerprint == model_fingerprint(reference.model)
 

@@ -183,3 +183,45 @@ def test_load_tokenizer_gives_what_autotokenizer_gives(kind, sample_rows, tmp_pa
     assert type(ours) is type(auto)
     assert ours(texts)["input_ids"] == auto(texts)["input_ids"]
     assert ours.cls_token_id == auto.cls_token_id and ours.pad_token_id == auto.pad_token_id
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "student"])
+def test_the_tokenizer_file_gives_the_ids_transformers_gives(kind, sample_rows, tmp_path):
+    # Scoring reads the tokenizer from its tokenizer.json without transformers (TokenizerFile): every input
+    # must be what transformers' class gives, with and without special tokens and code markers. "student": the
+    # shipped model's tokenizer.json, saved with truncation and padding at 128 tokens, which must not apply.
+    from curator.data.inputs import TokenizerFile
+
+    texts = [r["content"][:3000] for r in sample_rows]
+    folder = {
+        "bert": lambda: resolve_model_path("minilm"),
+        "roberta": lambda: _roberta_tokenizer_folder(texts, tmp_path),
+        "student": lambda: Path(__file__).resolve().parents[1] / "models" / "student512",
+    }[kind]()
+    hf, ours = load_tokenizer(folder), load_tokenizer(folder, light=True)
+    assert isinstance(ours, TokenizerFile) and not isinstance(hf, TokenizerFile)
+    for special in (True, False):
+        assert (
+            ours(texts, add_special_tokens=special)["input_ids"]
+            == hf(texts, add_special_tokens=special)["input_ids"]
+        )
+    assert ours("a b")["input_ids"] == hf("a b")["input_ids"]
+    assert max(len(ids) for ids in ours(texts)["input_ids"]) > 512  # nothing truncated
+    assert (ours.pad_token_id, ours.unk_token_id, len(ours)) == (hf.pad_token_id, hf.unk_token_id, len(hf))
+    assert ours.convert_tokens_to_ids("no-such-token-anywhere") == hf.convert_tokens_to_ids(
+        "no-such-token-anywhere"
+    )
+
+    paths = [r["path"] for r in sample_rows]
+    markers = [False, True] if kind != "roberta" else [False]  # markers need a WordPiece vocabulary
+    for code_markers in markers:
+        for max_length in (64, 512):
+            a = InputEncoder(load_tokenizer(folder), max_length, code_markers=code_markers, with_path=True)
+            b = InputEncoder(
+                load_tokenizer(folder, light=True), max_length, code_markers=code_markers, with_path=True
+            )
+            wa = a.windows([r["content"] for r in sample_rows], paths, 3)
+            wb = b.windows([r["content"] for r in sample_rows], paths, 3)
+            assert [[(w.ids, w.num_tokens, w.truncated, w.weight) for w in f] for f in wa] == [
+                [(w.ids, w.num_tokens, w.truncated, w.weight) for w in f] for f in wb
+            ]

@@ -49,13 +49,18 @@ MAX_INDENT_MARKERS = 8
 _LINE = re.compile(r"([ \t]*)([^\n]*)(\n?)")
 
 
-def load_tokenizer(path: str | Path):
+def load_tokenizer(path: str | Path, light: bool = False):
     """What `AutoTokenizer.from_pretrained(path)` gives, without importing transformers' auto classes where the
     folder's tokenizer_config.json names its class.
 
     The auto classes import the generation code, and scikit-learn with it where that is installed: 1.4-2.5 s of
     every scoring start-up. Like AutoTokenizer, the fast (Rust) class is taken where there is one.
+
+    light: where the folder has a tokenizer.json, a `TokenizerFile` (no transformers at all) instead; for
+    scoring, which needs only the ids (`InputEncoder`).
     """
+    if light and (Path(path) / "tokenizer.json").is_file():
+        return TokenizerFile(path)
     import transformers
 
     config = Path(path) / "tokenizer_config.json"
@@ -71,11 +76,57 @@ def load_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def build_tokenizer(name_or_path: str, code_markers: bool = False):
-    """The tokenizer of an encoder (hub id, folder or short name such as 'minilm'), ready for `InputEncoder`."""
+class TokenizerFile:
+    """A folder's tokenizer.json through the `tokenizers` library alone: what `InputEncoder` asks of a
+    transformers fast tokenizer (the ids of texts with or without special tokens, the pad and unknown ids, the
+    code markers), the same ids (tests/test_inputs.py), without importing transformers, which took 1.4-2.8 s of
+    every scoring process's start-up on a GPU host (experiments/gpu_throughput, "Start-up").
+    """
+
+    def __init__(self, folder: str | Path):
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        self.backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # A saved tokenizer.json can hold the truncation and padding of its last use; transformers turns both
+        # off for a call that asks for neither, as InputEncoder's calls do.
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        config = {}
+        for name in ("tokenizer_config.json", "special_tokens_map.json"):
+            if (folder / name).is_file():
+                config.update(json.loads((folder / name).read_text()))
+
+        def token_id(role: str) -> int | None:
+            token = config.get(role)
+            token = token.get("content") if isinstance(token, dict) else token
+            return self.backend.token_to_id(token) if token else None
+
+        self.unk_token_id = token_id("unk_token")
+        self.pad_token_id = token_id("pad_token")
+
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True, verbose: bool = True) -> dict:
+        texts = [text] if isinstance(text, str) else list(text)
+        ids = [e.ids for e in self.backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
+        return {"input_ids": ids[0] if isinstance(text, str) else ids}
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def convert_tokens_to_ids(self, token: str) -> int | None:
+        found = self.backend.token_to_id(token)
+        return self.unk_token_id if found is None else found
+
+    def add_tokens(self, tokens: list, special_tokens: bool = False) -> int:
+        return self.backend.add_special_tokens(tokens) if special_tokens else self.backend.add_tokens(tokens)
+
+
+def build_tokenizer(name_or_path: str, code_markers: bool = False, light: bool = False):
+    """The tokenizer of an encoder (hub id, folder or short name such as 'minilm'), ready for `InputEncoder`.
+    light: see `load_tokenizer`."""
     path = resolve_model_path(name_or_path)
     try:
-        tokenizer = load_tokenizer(path)
+        tokenizer = load_tokenizer(path, light=light)
     except OSError as e:
         raise OSError(
             f"could not load tokenizer {name_or_path!r}: {e}\n"

@@ -574,8 +574,9 @@ def score_corpus(
     if not isinstance(trained, TrainedModel):
         # On the packed path (the default on a GPU) the encoder is built without transformers' modelling code.
         packed_only = packed if packed is not None else (dev.type == "cuda" or precision == "fp8")
-        # On the CPU first: the tokenizing workers start before the weights go to the GPU (below).
-        trained = load_trained(model, device="cpu", packed=packed_only)
+        # On the CPU first: the tokenizing workers start before the weights go to the GPU (below). Scoring needs
+        # the tokenizer's ids only: read without transformers (seconds of every start-up).
+        trained = load_trained(model, device="cpu", packed=packed_only, light_tokenizer=True)
     classes = trained.label_set.classes
     if precision == "fp8" and not supports_packing(trained.model.encoder):
         raise ValueError(

@@ -122,16 +122,18 @@ def _read_checkpoint(path: Path) -> tuple[dict, dict]:
     return hp, state
 
 
-def _from_checkpoint(hp: dict, state: dict, device, packed: bool = False) -> TrainedModel:
+def _from_checkpoint(
+    hp: dict, state: dict, device, packed: bool = False, light_tokenizer: bool = False
+) -> TrainedModel:
     label_set = _label_set_from(hp["label_set"])
     model = _build(hp["encoder_config"], label_set, hp.get("pooling", "cls"), packed)
     model.load_state_dict(state)
     inputs = _input_options(hp)
-    tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"], inputs["code_markers"])
+    tokenizer = build_tokenizer(hp.get("tokenizer") or hp["encoder"], inputs["code_markers"], light_tokenizer)
     return _finish(model, tokenizer, label_set, hp.get("max_length"), device, inputs)
 
 
-def _load_exported(folder: Path, device, packed: bool = False) -> TrainedModel:
+def _load_exported(folder: Path, device, packed: bool = False, light_tokenizer: bool = False) -> TrainedModel:
     cfg = json.loads((folder / CONFIG_NAME).read_text())
     if cfg.get("format_version", 0) > EXPORT_FORMAT_VERSION:
         raise ValueError(
@@ -141,7 +143,7 @@ def _load_exported(folder: Path, device, packed: bool = False) -> TrainedModel:
     label_set = _label_set_from(cfg["label_set"])
     model = _build(cfg["encoder_config"], label_set, cfg["pooling"], packed)
     model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
-    tokenizer = load_tokenizer(folder)
+    tokenizer = load_tokenizer(folder, light=light_tokenizer)
     inputs = _input_options(cfg)
     if inputs["code_markers"]:
         register_code_markers(tokenizer)
@@ -164,12 +166,16 @@ def from_hub(model_id: str) -> Path:
     return Path(folder)
 
 
-def load_trained(path: str | Path, device: str | torch.device = "cpu", packed: bool = False) -> TrainedModel:
+def load_trained(
+    path: str | Path, device: str | torch.device = "cpu", packed: bool = False, light_tokenizer: bool = False
+) -> TrainedModel:
     """A trained classifier from a Lightning checkpoint file, an exported folder, or a hub id of one.
 
     packed: the model will run on the packed forward only (`curator.models.packed`), as score.py's does on a
     GPU: a BERT/RoBERTa-family encoder is then built without transformers' modelling code, and the classifier's
     padded forward is not available.
+    light_tokenizer: the tokenizer only turns files into ids (`input_encoder`), as in scoring: read from its
+    tokenizer.json without transformers (`curator.data.inputs.TokenizerFile`), where there is one.
     """
     if not Path(path).exists() and _HUB_ID.fullmatch(str(path)):
         path = from_hub(str(path))
@@ -177,7 +183,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", packed: b
     if path.is_dir():
         if not (path / CONFIG_NAME).is_file():
             raise FileNotFoundError(f"{path} is a folder but has no {CONFIG_NAME}: not an exported model")
-        return _load_exported(path, device, packed)
+        return _load_exported(path, device, packed, light_tokenizer)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint or exported model at {path}")
-    return _from_checkpoint(*_read_checkpoint(path), device, packed)
+    return _from_checkpoint(*_read_checkpoint(path), device, packed, light_tokenizer)
