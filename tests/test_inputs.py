@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -185,18 +186,30 @@ def test_load_tokenizer_gives_what_autotokenizer_gives(kind, sample_rows, tmp_pa
     assert ours.cls_token_id == auto.cls_token_id and ours.pad_token_id == auto.pad_token_id
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta", "student"])
+def _tokenizer_saved_after_truncating(folder: Path) -> Path:
+    """MiniLM's tokenizer saved after a use with truncation and padding at 128 tokens, as a trained model's
+    tokenizer.json can be: both are in the file."""
+    tokenizer = load_tokenizer(resolve_model_path("minilm"))
+    tokenizer.backend_tokenizer.enable_truncation(128)
+    tokenizer.backend_tokenizer.enable_padding(length=128)
+    tokenizer.save_pretrained(str(folder / "truncating"))
+    saved = json.loads((folder / "truncating" / "tokenizer.json").read_text())
+    assert saved["truncation"]["max_length"] == 128 and saved["padding"]
+    return folder / "truncating"
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "saved_truncating"])
 def test_the_tokenizer_file_gives_the_ids_transformers_gives(kind, sample_rows, tmp_path):
     # Scoring reads the tokenizer from its tokenizer.json without transformers (TokenizerFile): every input
-    # must be what transformers' class gives, with and without special tokens and code markers. "student": the
-    # shipped model's tokenizer.json, saved with truncation and padding at 128 tokens, which must not apply.
+    # must be what transformers' class gives, with and without special tokens and code markers, also where the
+    # file carries a truncation and padding of its last use, which must not apply.
     from curator.data.inputs import TokenizerFile
 
     texts = [r["content"][:3000] for r in sample_rows]
     folder = {
         "bert": lambda: resolve_model_path("minilm"),
         "roberta": lambda: _roberta_tokenizer_folder(texts, tmp_path),
-        "student": lambda: Path(__file__).resolve().parents[1] / "models" / "student512",
+        "saved_truncating": lambda: _tokenizer_saved_after_truncating(tmp_path),
     }[kind]()
     hf, ours = load_tokenizer(folder), load_tokenizer(folder, light=True)
     assert isinstance(ours, TokenizerFile) and not isinstance(hf, TokenizerFile)
