@@ -5,8 +5,9 @@ the copy to the GPU.
     PYTHONPATH=src python experiments/gpu_throughput/startup_probe.py MODEL.ckpt [--hf-tokenizer]
 
 Prints seconds per piece as JSON. The tokenizer is read as score.py reads it (its tokenizer.json, without
-transformers); `--hf-tokenizer` loads transformers' class instead, as before that change. `results/startup_run1` has two runs on an H200 host beside score.py's own
-start-up lines, `python -X importtime score.py` and a cProfile of a whole short run.
+transformers); `--hf-tokenizer` loads transformers' class instead, as before that change. `results/startup_run1`
+has two runs on an H200 host beside score.py's own start-up lines, `python -X importtime score.py` and a cProfile
+of a whole short run.
 """
 
 import json

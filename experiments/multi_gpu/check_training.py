@@ -129,18 +129,20 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
             run_dir = work / f"run-{name}"
             cmd = [sys.executable, "train.py", *common, *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}",
                    *shlex.split(args.extra)]  # fmt: skip
-            if args.profile_steps is not None:
-                # step_profile.py, importable through RUN_ENV's PYTHONPATH
-                cmd += ["+callbacks.step_profile._target_=step_profile.StepProfile",
-                        f"+callbacks.step_profile.start={args.profile_steps}",
-                        f"+callbacks.step_profile.out_dir={run_dir}"]  # fmt: skip
-            if args.host_profile_steps is not None:
-                # host_profile.py, importable the same way
-                cmd += ["+callbacks.host_profile._target_=host_profile.HostProfile",
-                        f"+callbacks.host_profile.start={args.host_profile_steps}",
-                        f"+callbacks.host_profile.out_dir={run_dir}"]  # fmt: skip
+            for module, (callback, start) in profilers(args).items():
+                if start is not None:  # the module is importable through run_one's PYTHONPATH
+                    cmd += [f"+callbacks.{module}._target_={module}.{callback}",
+                            f"+callbacks.{module}.start={start}", f"+callbacks.{module}.out_dir={run_dir}"]  # fmt: skip
             runs.append(dict(name=name, setting=setting, seed=seed, run_dir=run_dir, cmd=cmd))
     return runs
+
+
+def profilers(args) -> dict[str, tuple[str, int | None]]:
+    """The profiling callbacks of this folder: module -> (callback class, first step, None when not asked)."""
+    return {
+        "step_profile": ("StepProfile", args.profile_steps),
+        "host_profile": ("HostProfile", args.host_profile_steps),
+    }
 
 
 def run_one(cmd: list[str], log_path: Path, timeout: float) -> tuple[int | str, float]:
@@ -210,12 +212,10 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
             waits[other["rank"]] = other.get("data_wait_share")
         res["data_wait_share_per_rank"] = dict(sorted(waits.items()))
     res["validation"] = last_validation(run_dir)
-    profiles = [json.loads(f.read_text()) for f in sorted(run_dir.glob("step_profile.rank*.json"))]
-    if profiles:
-        res["step_profile"] = profiles
-    host = [json.loads(f.read_text()) for f in sorted(run_dir.glob("host_profile.rank*.json"))]
-    if host:
-        res["host_profile"] = host
+    for module in ("step_profile", "host_profile"):
+        found = [json.loads(f.read_text()) for f in sorted(run_dir.glob(f"{module}.rank*.json"))]
+        if found:
+            res[module] = found
     return res
 
 
