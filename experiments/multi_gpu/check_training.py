@@ -118,10 +118,15 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
         # steps), so that validation can be compared; "same-per-rank" doubles the global batch.
         batch = 16 if args.smoke else FAST512_BATCH
         settings[f"ddp{args.devices}"].append(f"data.batch_size={batch // args.devices}")
+    envs: dict[str, dict[str, str]] = {}
     for variant in args.ddp_variant:
-        # The DDP setting with more overrides, e.g. compile_one_graph="task.compile_ddp_split=false"
+        # The DDP setting with more overrides, e.g. compile_one_graph="task.compile_ddp_split=false"; a word
+        # env:NAME=VALUE sets an environment variable of the run instead (OMP_NUM_THREADS, NCCL_...).
         name, _, overrides = variant.partition("=")
-        settings[f"ddp{args.devices}_{name}"] = settings[f"ddp{args.devices}"] + shlex.split(overrides)
+        words = shlex.split(overrides)
+        setting = f"ddp{args.devices}_{name}"
+        settings[setting] = settings[f"ddp{args.devices}"] + [w for w in words if not w.startswith("env:")]
+        envs[setting] = dict(w.removeprefix("env:").split("=", 1) for w in words if w.startswith("env:"))
     runs = []
     for seed in args.seeds:
         for setting, overrides in settings.items():
@@ -133,7 +138,11 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
                 if start is not None:  # the module is importable through run_one's PYTHONPATH
                     cmd += [f"+callbacks.{module}._target_={module}.{callback}",
                             f"+callbacks.{module}.start={start}", f"+callbacks.{module}.out_dir={run_dir}"]  # fmt: skip
-            runs.append(dict(name=name, setting=setting, seed=seed, run_dir=run_dir, cmd=cmd))
+            runs.append(
+                dict(
+                    name=name, setting=setting, seed=seed, run_dir=run_dir, cmd=cmd, env=envs.get(setting, {})
+                )
+            )
     return runs
 
 
@@ -145,12 +154,14 @@ def profilers(args) -> dict[str, tuple[str, int | None]]:
     }
 
 
-def run_one(cmd: list[str], log_path: Path, timeout: float) -> tuple[int | str, float]:
+def run_one(
+    cmd: list[str], log_path: Path, timeout: float, extra_env: dict | None = None
+) -> tuple[int | str, float]:
     """Runs a command in its own process group (train.py's DDP ranks are its children), log to a file."""
     t = time.perf_counter()
     # Unbuffered, so the log is whole if the run is stopped; on a timeout SIGABRT makes faulthandler print
     # where every thread of every rank was, then the group is killed.
-    env = {**os.environ, **RUN_ENV}
+    env = {**os.environ, **RUN_ENV, **(extra_env or {})}
     # step_profile.py (--profile-steps) is imported by train.py's Hydra callbacks from this folder.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(Path(__file__).parent)) if p)
     with open(log_path, "w") as log:
@@ -191,7 +202,7 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
     from curator.tasks.rows import check_rows
 
     run_dir = run["run_dir"]
-    res = {"name": run["name"], "setting": run["setting"], "seed": run["seed"], "cmd": shlex.join(run["cmd"]),
+    res = {"name": run["name"], "setting": run["setting"], "seed": run["seed"], "cmd": shlex.join([f"{k}={v}" for k, v in run["env"].items()] + run["cmd"]),
            "returncode": returncode, "wall_s": wall}  # fmt: skip
     rows = check_rows(run_dir / "train_rows", train_ids)
     res["rows_ok"] = rows["ok"]
@@ -319,7 +330,7 @@ def main() -> int:
           flush=True)  # fmt: skip
     if args.dry_run:
         for run in runs:
-            print("$", shlex.join(run["cmd"]))
+            print("$", *(f"{k}={v}" for k, v in run["env"].items()), shlex.join(run["cmd"]))
         return 0
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -340,11 +351,18 @@ def main() -> int:
     res = {"device": device, "gpus": torch.cuda.device_count(), "torch": torch.__version__, "cpus": os.cpu_count(),
            "rows": args.rows, "epochs": args.epochs, "args": {k: str(v) for k, v in vars(args).items()}, "runs": []}  # fmt: skip
     for run in runs:
-        print("$ cd", REPO, "&&", shlex.join(run["cmd"]), flush=True)
+        print(
+            "$ cd",
+            REPO,
+            "&&",
+            *(f"{k}={v}" for k, v in run["env"].items()),
+            shlex.join(run["cmd"]),
+            flush=True,
+        )
         log_path = args.out / f"{run['name']}.log"
         # A fresh run folder: records of an earlier run there would mix with this one's.
         shutil.rmtree(run["run_dir"], ignore_errors=True)
-        returncode, wall = run_one(run["cmd"], log_path, args.run_timeout)
+        returncode, wall = run_one(run["cmd"], log_path, args.run_timeout, run["env"])
         r = summarise(run, returncode, wall, train_ids)
         res["runs"].append(r)
         if returncode != 0:
