@@ -134,8 +134,8 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
             run_dir = work / f"run-{name}"
             cmd = [sys.executable, "train.py", *common, *overrides, f"seed={seed}", f"hydra.run.dir={run_dir}",
                    *shlex.split(args.extra)]  # fmt: skip
-            for module, (callback, start) in profilers(args).items():
-                if start is not None:  # the module is importable through run_one's PYTHONPATH
+            for module, (callback, option) in PROFILERS.items():
+                if (start := getattr(args, option)) is not None:  # importable through run_one's PYTHONPATH
                     cmd += [f"+callbacks.{module}._target_={module}.{callback}",
                             f"+callbacks.{module}.start={start}", f"+callbacks.{module}.out_dir={run_dir}"]  # fmt: skip
             runs.append(
@@ -146,12 +146,16 @@ def commands(args, labeled: Path, encoder: Path, work: Path) -> list[dict]:
     return runs
 
 
-def profilers(args) -> dict[str, tuple[str, int | None]]:
-    """The profiling callbacks of this folder: module -> (callback class, first step, None when not asked)."""
-    return {
-        "step_profile": ("StepProfile", args.profile_steps),
-        "host_profile": ("HostProfile", args.host_profile_steps),
-    }
+# The profiling callbacks of this folder: module -> (callback class, the option that gives their first step).
+PROFILERS = {
+    "step_profile": ("StepProfile", "profile_steps"),
+    "host_profile": ("HostProfile", "host_profile_steps"),
+}
+
+
+def command_line(run: dict) -> str:
+    """A run's command as a shell line, its own environment variables first."""
+    return shlex.join([f"{k}={v}" for k, v in run["env"].items()] + run["cmd"])
 
 
 def run_one(
@@ -202,7 +206,7 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
     from curator.tasks.rows import check_rows
 
     run_dir = run["run_dir"]
-    res = {"name": run["name"], "setting": run["setting"], "seed": run["seed"], "cmd": shlex.join([f"{k}={v}" for k, v in run["env"].items()] + run["cmd"]),
+    res = {"name": run["name"], "setting": run["setting"], "seed": run["seed"], "cmd": command_line(run),
            "returncode": returncode, "wall_s": wall}  # fmt: skip
     rows = check_rows(run_dir / "train_rows", train_ids)
     res["rows_ok"] = rows["ok"]
@@ -223,7 +227,7 @@ def summarise(run: dict, returncode, wall: float, train_ids: set[str]) -> dict:
             waits[other["rank"]] = other.get("data_wait_share")
         res["data_wait_share_per_rank"] = dict(sorted(waits.items()))
     res["validation"] = last_validation(run_dir)
-    for module in ("step_profile", "host_profile"):
+    for module in PROFILERS:
         found = [json.loads(f.read_text()) for f in sorted(run_dir.glob(f"{module}.rank*.json"))]
         if found:
             res[module] = found
@@ -330,7 +334,7 @@ def main() -> int:
           flush=True)  # fmt: skip
     if args.dry_run:
         for run in runs:
-            print("$", *(f"{k}={v}" for k, v in run["env"].items()), shlex.join(run["cmd"]))
+            print("$", command_line(run))
         return 0
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -351,14 +355,7 @@ def main() -> int:
     res = {"device": device, "gpus": torch.cuda.device_count(), "torch": torch.__version__, "cpus": os.cpu_count(),
            "rows": args.rows, "epochs": args.epochs, "args": {k: str(v) for k, v in vars(args).items()}, "runs": []}  # fmt: skip
     for run in runs:
-        print(
-            "$ cd",
-            REPO,
-            "&&",
-            *(f"{k}={v}" for k, v in run["env"].items()),
-            shlex.join(run["cmd"]),
-            flush=True,
-        )
+        print("$ cd", REPO, "&&", command_line(run), flush=True)
         log_path = args.out / f"{run['name']}.log"
         # A fresh run folder: records of an earlier run there would mix with this one's.
         shutil.rmtree(run["run_dir"], ignore_errors=True)
