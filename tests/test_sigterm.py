@@ -37,14 +37,16 @@ class Broadcasts:
 
 
 def _fit_with_check(monkeypatch, tmp_path, every_n_steps: int, max_steps: int, sigterm_at: int | None = None):
+    """Trains BoringModel as one rank among two; returns the trainer, the broadcasts and the SIGTERMException
+    that stopped training (None when it ran to max_steps)."""
     trainer = L.Trainer(
         max_steps=max_steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, limit_val_batches=0, callbacks=[SigtermCheckEveryNSteps(every_n_steps)],
         default_root_dir=tmp_path,
     )  # fmt: skip
     broadcasts = Broadcasts(trainer)
-    # Lightning broadcasts only with more than one process: one process stands for a rank of several.
-    # A real process group of one, seen by the loop as a rank among two.
+    # Lightning broadcasts only with more than one process: a real process group of one, seen by the loop as a
+    # rank among two.
     torch.distributed.init_process_group("gloo", store=torch.distributed.HashStore(), rank=0, world_size=1)
     monkeypatch.setattr(type(trainer), "world_size", property(lambda self: 2))
     monkeypatch.setattr(torch.distributed, "broadcast", broadcasts)
@@ -54,28 +56,36 @@ def _fit_with_check(monkeypatch, tmp_path, every_n_steps: int, max_steps: int, s
             if sigterm_at is not None and self.trainer.global_step == sigterm_at:
                 broadcasts.flag = 1  # another rank was sent SIGTERM
 
+    stopped = None
     try:
         trainer.fit(Model())
+    except SIGTERMException as e:
+        stopped = e
     finally:
         torch.distributed.destroy_process_group()
-    return trainer, broadcasts
+    return trainer, broadcasts, stopped
 
 
 def test_the_broadcast_runs_at_every_nth_step_only(monkeypatch, tmp_path):
-    trainer, broadcasts = _fit_with_check(monkeypatch, tmp_path, every_n_steps=10, max_steps=35)
-    assert trainer.global_step == 35
+    trainer, broadcasts, stopped = _fit_with_check(monkeypatch, tmp_path, every_n_steps=10, max_steps=35)
+    assert stopped is None and trainer.global_step == 35
     assert broadcasts.steps == [0, 10, 20, 30]
 
 
 def test_every_step_is_lightnings_own(monkeypatch, tmp_path):
-    _, broadcasts = _fit_with_check(monkeypatch, tmp_path, every_n_steps=1, max_steps=6)
+    _, broadcasts, stopped = _fit_with_check(monkeypatch, tmp_path, every_n_steps=1, max_steps=6)
+    assert stopped is None
     assert broadcasts.steps == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_sigterm_from_another_rank_stops_training_at_the_next_check(monkeypatch, tmp_path):
-    with pytest.raises(SIGTERMException):
-        _fit_with_check(monkeypatch, tmp_path, every_n_steps=10, max_steps=100, sigterm_at=13)
+    trainer, broadcasts, stopped = _fit_with_check(
+        monkeypatch, tmp_path, every_n_steps=10, max_steps=100, sigterm_at=13
+    )
     # Seen at the check of step 20, not before: training stopped there.
+    assert isinstance(stopped, SIGTERMException)
+    assert broadcasts.steps == [0, 10, 20]
+    assert trainer.global_step == 20
 
 
 def test_every_n_steps_must_be_positive():
